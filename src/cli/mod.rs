@@ -1,0 +1,47 @@
+//! Command-line interface: argument definitions and dispatch to one module per subcommand.
+
+mod cell;
+mod generate;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// NAS-Bench-101 in one program: the exact cell model and hash, and the
+/// whole search space of 423,624 cells in seconds.
+///
+/// A cell is an upper-triangular 0/1 adjacency matrix (vertex 0 is the
+/// input, the last vertex the output) and one op per vertex. Matrices are
+/// given as a row-major bit string (`0110 0001 0001 0000`) or a JSON nested
+/// list (`[[0,1,1,0],[0,0,0,1],[0,0,0,1],[0,0,0,0]]`); ops as comma-separated
+/// names (`input,conv3x3-bn-relu,maxpool3x3,output`) or hash labels
+/// (`-1,0,2,-2`: -1 input, 0 conv3x3-bn-relu, 1 conv1x1-bn-relu,
+/// 2 maxpool3x3, -2 output).
+#[derive(Parser, Debug)]
+#[command(name = "nasbench", version, propagate_version = true)]
+#[command(after_help = "Examples:
+  nasbench generate -o cells.parquet
+  nasbench hash --matrix 0111010000000100000010000100000000100000010000000 \\
+      --ops input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output
+  nasbench prune --matrix '[[0,1,0,0],[0,0,0,1],[0,0,0,0],[0,0,0,0]]' --ops -1,0,1,-2 --json")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Generate(generate::Args),
+    Hash(cell::HashArgs),
+    Prune(cell::PruneArgs),
+}
+
+/// Runs the parsed command; `Err` is printed with its causes by `main`.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Generate(a) => generate::run(a),
+        Command::Hash(a) => cell::hash(a),
+        Command::Prune(a) => cell::prune(a),
+    }
+}

@@ -1,0 +1,126 @@
+//! Arrow and Parquet forms of the tables nasbench-db writes, and the write-to-temporary-then-rename rule for every output file.
+
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::generate::Cell;
+
+/// Error while writing an output file.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// File system error, with the path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Arrow or Parquet encoding error.
+    #[error("{path}: {source}")]
+    Parquet {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: parquet::errors::ParquetError,
+    },
+    /// Arrow array construction error.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// Writes `path` through a temporary file in the same directory, renamed
+/// into place only when `write` succeeds: a failed or interrupted run leaves
+/// any earlier file untouched.
+pub fn write_atomically<T>(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> Result<T, ExportError>,
+) -> Result<T, ExportError> {
+    let io_err = |source| ExportError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io_err)?;
+    let value = write(tmp.as_file_mut())?;
+    tmp.as_file().sync_all().map_err(io_err)?;
+    tmp.persist(path).map_err(|e| io_err(e.error))?;
+    Ok(value)
+}
+
+/// Schema of the generated search space (`nasbench generate`).
+pub fn cells_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("hash", DataType::Utf8, false),
+        Field::new("num_vertices", DataType::Int32, false),
+        Field::new("num_edges", DataType::Int32, false),
+        Field::new("adjacency", DataType::Utf8, false),
+        Field::new(
+            "ops",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        ),
+        Field::new("trainable_parameters", DataType::Int64, false),
+    ]))
+}
+
+/// The cells as one Arrow record batch with [`cells_schema`].
+pub fn cells_batch(cells: &[Cell]) -> Result<RecordBatch, ExportError> {
+    let hash: StringArray = cells.iter().map(|c| Some(c.hash.to_hex())).collect();
+    let nv: Int32Array = cells.iter().map(|c| Some(i32::from(c.graph.n))).collect();
+    let ne: Int32Array = cells.iter().map(|c| Some(c.graph.num_edges() as i32)).collect();
+    let adj: StringArray = cells.iter().map(|c| Some(c.graph.adjacency_bits())).collect();
+    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+    for c in cells {
+        for op in c.graph.ops() {
+            ops.values().append_value(op);
+        }
+        ops.append(true);
+    }
+    let params: Int64Array = cells.iter().map(|c| Some(c.trainable_parameters as i64)).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(hash),
+        Arc::new(nv),
+        Arc::new(ne),
+        Arc::new(adj),
+        Arc::new(ops.finish()),
+        Arc::new(params),
+    ];
+    Ok(RecordBatch::try_new(cells_schema(), columns)?)
+}
+
+/// Writes record batches as a zstd-compressed Parquet file, atomically.
+pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<(), ExportError> {
+    let pq_err = |source| ExportError::Parquet {
+        path: path.display().to_string(),
+        source,
+    };
+    write_atomically(path, |file| {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let mut w = ArrowWriter::try_new(BufWriter::new(file), schema, Some(props)).map_err(pq_err)?;
+        for b in batches {
+            w.write(b).map_err(pq_err)?;
+        }
+        w.close().map_err(pq_err)?;
+        Ok(())
+    })
+}

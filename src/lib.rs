@@ -1,0 +1,26 @@
+//! nasbench-db: NAS-Bench-101 as a Rust library: the exact cell model and dataset hash, the network's shape, and the whole search space.
+//!
+//! ```
+//! use nasbench::spec::ModelSpec;
+//! use nasbench::parse::{parse_matrix, parse_ops};
+//!
+//! // The Inception-like cell of the NAS-Bench-101 README.
+//! let matrix = parse_matrix("0111010 0000001 0000001 0000100 0000001 0000001 0000000").unwrap();
+//! let ops = parse_ops("input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output").unwrap();
+//! let spec = ModelSpec::new(&matrix, ops).unwrap();
+//! assert_eq!(spec.hash().unwrap().to_string(), "28cfc7874f6d200472e1a9dcd8650aa0");
+//! ```
+#![warn(missing_docs)]
+
+pub mod export;
+pub mod generate;
+pub mod graph;
+pub mod lanes;
+pub mod network;
+pub mod ops;
+pub mod parse;
+pub mod spec;
+
+pub use graph::{Matrix, ModelHash};
+pub use network::NetworkConfig;
+pub use spec::{Domain, ModelSpec, OutOfDomain, SpecError};
