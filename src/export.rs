@@ -53,13 +53,24 @@ pub fn write_atomically<T>(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io_err)?;
     let value = write(tmp.as_file_mut())?;
+    // Temporary files are created private (0600); the output is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err)?;
+    }
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(value)
@@ -85,16 +96,29 @@ pub fn cells_schema() -> Arc<Schema> {
 pub fn cells_batch(cells: &[Cell]) -> Result<RecordBatch, ExportError> {
     let hash: StringArray = cells.iter().map(|c| Some(c.hash.to_hex())).collect();
     let nv: Int32Array = cells.iter().map(|c| Some(i32::from(c.graph.n))).collect();
-    let ne: Int32Array = cells.iter().map(|c| Some(c.graph.num_edges() as i32)).collect();
-    let adj: StringArray = cells.iter().map(|c| Some(c.graph.adjacency_bits())).collect();
-    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let ne: Int32Array = cells
+        .iter()
+        .map(|c| Some(c.graph.num_edges() as i32))
+        .collect();
+    let adj: StringArray = cells
+        .iter()
+        .map(|c| Some(c.graph.adjacency_bits()))
+        .collect();
+    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Utf8,
+        true,
+    )));
     for c in cells {
         for op in c.graph.ops() {
             ops.values().append_value(op);
         }
         ops.append(true);
     }
-    let params: Int64Array = cells.iter().map(|c| Some(c.trainable_parameters as i64)).collect();
+    let params: Int64Array = cells
+        .iter()
+        .map(|c| Some(c.trainable_parameters as i64))
+        .collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(hash),
         Arc::new(nv),
@@ -107,7 +131,11 @@ pub fn cells_batch(cells: &[Cell]) -> Result<RecordBatch, ExportError> {
 }
 
 /// Writes record batches as a zstd-compressed Parquet file, atomically.
-pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) -> Result<(), ExportError> {
+pub fn write_parquet(
+    path: &Path,
+    schema: Arc<Schema>,
+    batches: &[RecordBatch],
+) -> Result<(), ExportError> {
     let pq_err = |source| ExportError::Parquet {
         path: path.display().to_string(),
         source,
@@ -116,7 +144,8 @@ pub fn write_parquet(path: &Path, schema: Arc<Schema>, batches: &[RecordBatch]) 
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
-        let mut w = ArrowWriter::try_new(BufWriter::new(file), schema, Some(props)).map_err(pq_err)?;
+        let mut w =
+            ArrowWriter::try_new(BufWriter::new(file), schema, Some(props)).map_err(pq_err)?;
         for b in batches {
             w.write(b).map_err(pq_err)?;
         }

@@ -100,19 +100,28 @@ pub struct LabeledGraph {
 impl LabeledGraph {
     /// Number of edges.
     pub fn num_edges(&self) -> usize {
-        self.rows[..self.n as usize].iter().map(|r| r.count_ones() as usize).sum()
+        self.rows[..self.n as usize]
+            .iter()
+            .map(|r| r.count_ones() as usize)
+            .sum()
     }
 
     /// The adjacency matrix.
     pub fn matrix(&self) -> Matrix {
-        let rows: Vec<u64> = self.rows[..self.n as usize].iter().map(|&r| u64::from(r)).collect();
+        let rows: Vec<u64> = self.rows[..self.n as usize]
+            .iter()
+            .map(|&r| u64::from(r))
+            .collect();
         // Rows only have bits below n by construction.
         Matrix::from_row_masks(&rows).unwrap_or_else(|| Matrix::zeros(0))
     }
 
     /// Labels as integers.
     pub fn labels(&self) -> Vec<i64> {
-        self.labels[..self.n as usize].iter().map(|&l| i64::from(l)).collect()
+        self.labels[..self.n as usize]
+            .iter()
+            .map(|&l| i64::from(l))
+            .collect()
     }
 
     /// Op names (`input`, ..., `output`).
@@ -129,7 +138,11 @@ impl LabeledGraph {
         let mut s = String::with_capacity(n * n);
         for i in 0..n {
             for j in 0..n {
-                s.push(if (self.rows[i] >> j) & 1 == 1 { '1' } else { '0' });
+                s.push(if (self.rows[i] >> j) & 1 == 1 {
+                    '1'
+                } else {
+                    '0'
+                });
             }
         }
         s
@@ -139,7 +152,8 @@ impl LabeledGraph {
     pub fn spec(&self) -> ModelSpec {
         let ops = self.ops().into_iter().map(str::to_string).collect();
         // A full DAG is upper triangular and has one op per vertex.
-        ModelSpec::from_matrix(self.matrix(), ops).unwrap_or_else(|e| unreachable!("generated cell is a valid spec: {e}"))
+        ModelSpec::from_matrix(self.matrix(), ops)
+            .unwrap_or_else(|e| unreachable!("generated cell is a valid spec: {e}"))
     }
 
     /// The dataset hash.
@@ -293,7 +307,8 @@ fn shapes_for(n: usize, max_edges: usize) -> Vec<[u8; MAX_VERTICES]> {
                 }
             }
             let cols = rows[..n].iter().fold(0u8, |a, &r| a | r);
-            let full = rows[..n - 1].iter().all(|&r| r != 0) && (1..n).all(|j| (cols >> j) & 1 == 1);
+            let full =
+                rows[..n - 1].iter().all(|&r| r != 0) && (1..n).all(|j| (cols >> j) & 1 == 1);
             full.then_some(rows)
         })
         .collect()
@@ -409,7 +424,9 @@ pub fn generate(opts: &GenerateOptions, progress: &dyn Progress) -> Result<Space
         .flat_map_iter(|s| {
             let keys = canonical_keys(s);
             progress.advance(keys.len() as u64);
-            keys.into_iter().enumerate().map(move |(i, k)| (k, s.offset + i as u64))
+            keys.into_iter()
+                .enumerate()
+                .map(move |(i, k)| (k, s.offset + i as u64))
         })
         .collect();
     keyed.par_sort_unstable();
@@ -441,8 +458,14 @@ pub fn generate(opts: &GenerateOptions, progress: &dyn Progress) -> Result<Space
         .par_iter()
         .map_init(BatchScratch::default, |scratch, (s, batch)| {
             let shape = &shapes[*s];
-            let graphs: Vec<LabeledGraph> = batch.iter().map(|&i| labeled(shape, i - shape.offset)).collect();
-            let rows: Vec<u64> = shape.rows[..shape.n].iter().map(|&r| u64::from(r)).collect();
+            let graphs: Vec<LabeledGraph> = batch
+                .iter()
+                .map(|&i| labeled(shape, i - shape.offset))
+                .collect();
+            let rows: Vec<u64> = shape.rows[..shape.n]
+                .iter()
+                .map(|&r| u64::from(r))
+                .collect();
             let labels: Vec<Vec<i64>> = graphs.iter().map(LabeledGraph::labels).collect();
             let refs: Vec<&[i64]> = labels.iter().map(Vec::as_slice).collect();
             let hashes = hash_batch(&rows, &refs, scratch);
@@ -478,7 +501,10 @@ pub fn generate(opts: &GenerateOptions, progress: &dyn Progress) -> Result<Space
         })
         .collect();
     for vc in per_vertices.iter_mut() {
-        vc.cumulative_cells = cells.iter().filter(|c| c.graph.n as usize <= vc.vertices).count();
+        vc.cumulative_cells = cells
+            .iter()
+            .filter(|c| c.graph.n as usize <= vc.vertices)
+            .count();
     }
     Ok(Space {
         cells,
@@ -504,7 +530,10 @@ fn verify(
         .par_chunks(1024)
         .flat_map_iter(|chunk| {
             let mut scratch = HashScratch::default();
-            let out: Vec<_> = chunk.iter().map(|&i| graph_at(i).hash(&mut scratch)).collect();
+            let out: Vec<_> = chunk
+                .iter()
+                .map(|&i| graph_at(i).hash(&mut scratch))
+                .collect();
             progress.advance(chunk.len() as u64);
             out
         })

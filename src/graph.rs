@@ -35,9 +35,9 @@ impl Matrix {
             return None;
         }
         let limit = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-        rows.iter()
-            .all(|r| r & !limit == 0)
-            .then(|| Matrix { rows: rows.to_vec() })
+        rows.iter().all(|r| r & !limit == 0).then(|| Matrix {
+            rows: rows.to_vec(),
+        })
     }
 
     /// Builds a matrix from 0/1 rows; `None` if it is not square, holds a value
@@ -331,11 +331,11 @@ pub fn hash_module_with(rows: &[u64], labels: &[i64], s: &mut HashScratch) -> Mo
     s.next.clear();
     s.next.resize(n, [0; 32]);
     for _ in 0..n {
-        for v in 0..n {
+        for (v, &row) in rows.iter().enumerate() {
             s.buf.clear();
             push_sorted(&mut s.buf, &mut s.idx, &s.cur, s.cols[v]);
             s.buf.push(b'|');
-            push_sorted(&mut s.buf, &mut s.idx, &s.cur, rows[v]);
+            push_sorted(&mut s.buf, &mut s.idx, &s.cur, row);
             s.buf.push(b'|');
             s.buf.extend_from_slice(&s.cur[v]);
             s.next[v] = hex32(&md5_digest(&s.buf));
@@ -447,13 +447,24 @@ mod tests {
     fn hash_hex_round_trip() {
         let h: ModelHash = "28cfc7874f6d200472e1a9dcd8650aa0".parse().unwrap();
         assert_eq!(h.to_string(), "28cfc7874f6d200472e1a9dcd8650aa0");
-        assert!("28cfc7874f6d200472e1a9dcd8650aa".parse::<ModelHash>().is_err());
-        assert!("28cfc7874f6d200472e1a9dcd8650aag".parse::<ModelHash>().is_err());
+        assert!(
+            "28cfc7874f6d200472e1a9dcd8650aa"
+                .parse::<ModelHash>()
+                .is_err()
+        );
+        assert!(
+            "28cfc7874f6d200472e1a9dcd8650aag"
+                .parse::<ModelHash>()
+                .is_err()
+        );
     }
 
     #[test]
     fn md5_matches_known_digest() {
         // RFC 1321 test suite: MD5("abc").
-        assert_eq!(&hex32(&md5_digest(b"abc")), b"900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            &hex32(&md5_digest(b"abc")),
+            b"900150983cd24fb0d6963f7d28e17f72"
+        );
     }
 }

@@ -22,21 +22,21 @@ type Lane = [u32; LANES];
 
 /// Per-round shift amounts (RFC 1321).
 const S: [u32; 64] = [
-    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
-    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15,
-    21,
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9,
+    14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15,
+    21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
 ];
 
 /// Per-round constants: floor(|sin(i + 1)| * 2^32) (RFC 1321).
 const K: [u32; 64] = [
-    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501, 0x698098d8,
-    0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340,
-    0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87,
-    0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c,
-    0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039,
-    0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92,
-    0xffeff47d, 0x85845dd1, 0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
-    0xeb86d391,
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
+    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
+    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
+    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
+    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
+    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
+    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
 ];
 
 const INIT: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
@@ -63,7 +63,10 @@ fn compress(state: &mut [Lane; 4], m: &[Lane; 16]) {
         }
         let mut nb = [0u32; LANES];
         for l in 0..LANES {
-            let x = a[l].wrapping_add(f[l]).wrapping_add(K[i]).wrapping_add(m[g][l]);
+            let x = a[l]
+                .wrapping_add(f[l])
+                .wrapping_add(K[i])
+                .wrapping_add(m[g][l]);
             nb[l] = b[l].wrapping_add(x.rotate_left(S[i]));
         }
         a = d;
@@ -127,8 +130,14 @@ pub struct BatchScratch {
 pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> Vec<ModelHash> {
     let n = rows.len();
     let count = labelings.len();
-    assert!((1..=LANES).contains(&count), "1..={LANES} labelings per batch");
-    assert!(labelings.iter().all(|l| l.len() == n), "one label per vertex");
+    assert!(
+        (1..=LANES).contains(&count),
+        "1..={LANES} labelings per batch"
+    );
+    assert!(
+        labelings.iter().all(|l| l.len() == n),
+        "one label per vertex"
+    );
     let lane_labels = |l: usize| labelings[l.min(count - 1)];
     let mut cols = [0u64; 64];
     for (v, &row) in rows.iter().enumerate() {
@@ -143,15 +152,19 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
             let b = &mut s.bufs[l];
             b.clear();
             // Python: str((out_degree, in_degree, label)).
-            let _ = write!(b, "({}, {}, {})", rows[v].count_ones(), cols[v].count_ones(), lane_labels(l)[v]);
+            let _ = write!(
+                b,
+                "({}, {}, {})",
+                rows[v].count_ones(),
+                cols[v].count_ones(),
+                lane_labels(l)[v]
+            );
         }
         // Lengths can differ between lanes only through the label's digits.
         if s.bufs.iter().all(|b| b.len() == s.bufs[0].len()) {
             let len = s.bufs[0].len();
             let d = md5_lanes(&mut s.bufs, len);
-            for l in 0..LANES {
-                s.cur[v][l] = hex(&d[l]);
-            }
+            s.cur[v] = d.map(|x| hex(&x));
         } else {
             for l in 0..LANES {
                 s.cur[v][l] = hex(&md5_digest(&s.bufs[l]));
@@ -173,9 +186,7 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
                 len = b.len();
             }
             let d = md5_lanes(&mut s.bufs, len);
-            for l in 0..LANES {
-                s.next[v][l] = hex(&d[l]);
-            }
+            s.next[v] = d.map(|x| hex(&x));
         }
         std::mem::swap(&mut s.cur, &mut s.next);
     }
@@ -203,7 +214,13 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
 }
 
 /// Appends lane `l`'s hashes of the vertices in `mask`, sorted, to `buf`.
-fn push_sorted(buf: &mut Vec<u8>, idx: &mut Vec<usize>, hashes: &[[[u8; 32]; LANES]], l: usize, mask: u64) {
+fn push_sorted(
+    buf: &mut Vec<u8>,
+    idx: &mut Vec<usize>,
+    hashes: &[[[u8; 32]; LANES]],
+    l: usize,
+    mask: u64,
+) {
     idx.clear();
     for_each_bit(mask, |w| idx.push(w));
     idx.sort_unstable_by(|&a, &b| hashes[a][l].cmp(&hashes[b][l]));
@@ -234,7 +251,15 @@ mod tests {
     #[test]
     fn batch_equals_scalar_hash() {
         // A 7-vertex shape under several labelings, and a partial batch.
-        let rows = [0b0101110u64, 0b1000000, 0b1000000, 0b0010000, 0b1000000, 0b1000000, 0];
+        let rows = [
+            0b0101110u64,
+            0b1000000,
+            0b1000000,
+            0b0010000,
+            0b1000000,
+            0b1000000,
+            0,
+        ];
         let labelings: Vec<Vec<i64>> = (0..11)
             .map(|k| {
                 let mut l = vec![-1i64];

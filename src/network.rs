@@ -135,7 +135,12 @@ pub fn op_parameters(op: Op, c: usize) -> u64 {
 /// Trainable parameters of one module (`build_module`) with `cin` input and
 /// `c` output channels: input projections (1x1 conv-bn-relu) into interior
 /// vertices and the output, plus each interior op at its vertex channels.
-pub fn module_parameters(matrix: &Matrix, ops: &[Op], cin: usize, c: usize) -> Result<u64, NetworkError> {
+pub fn module_parameters(
+    matrix: &Matrix,
+    ops: &[Op],
+    cin: usize,
+    c: usize,
+) -> Result<u64, NetworkError> {
     let n = matrix.n();
     let vc = compute_vertex_channels(cin, c, matrix)?;
     let mut total = 0;
@@ -153,7 +158,11 @@ pub fn module_parameters(matrix: &Matrix, ops: &[Op], cin: usize, c: usize) -> R
 
 /// Trainable parameters of the whole network (stem, stacks of modules,
 /// dense layer) for a pruned `matrix` and its interior `ops`.
-pub fn network_parameters(matrix: &Matrix, interior_ops: &[Op], config: &NetworkConfig) -> Result<u64, NetworkError> {
+pub fn network_parameters(
+    matrix: &Matrix,
+    interior_ops: &[Op],
+    config: &NetworkConfig,
+) -> Result<u64, NetworkError> {
     let mut total = conv_bn_relu(3, config.input_channels, config.stem_filters);
     let mut cin = config.stem_filters;
     for stack in 0..config.num_stacks {
@@ -163,7 +172,8 @@ pub fn network_parameters(matrix: &Matrix, interior_ops: &[Op], config: &Network
         let c = if stack > 0 { cin * 2 } else { cin };
         // The first module maps cin -> c channels, the others c -> c.
         total += module_parameters(matrix, interior_ops, cin, c)?;
-        total += (config.modules_per_stack as u64 - 1) * module_parameters(matrix, interior_ops, c, c)?;
+        total +=
+            (config.modules_per_stack as u64 - 1) * module_parameters(matrix, interior_ops, c, c)?;
         cin = c;
     }
     total += (cin * config.num_labels + config.num_labels) as u64;
@@ -173,7 +183,10 @@ pub fn network_parameters(matrix: &Matrix, interior_ops: &[Op], config: &Network
 /// The trainable-parameter count of the full network for `spec` (after
 /// pruning), as the dataset's `trainable_parameters` reports it.
 pub fn trainable_parameters(spec: &ModelSpec, config: &NetworkConfig) -> Result<u64, NetworkError> {
-    let (matrix, ops) = spec.matrix().zip(spec.ops()).ok_or(NetworkError::Disconnected)?;
+    let (matrix, ops) = spec
+        .matrix()
+        .zip(spec.ops())
+        .ok_or(NetworkError::Disconnected)?;
     let interior = ops[1..ops.len() - 1]
         .iter()
         .map(|o| o.parse::<Op>())

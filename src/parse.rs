@@ -39,7 +39,9 @@ pub fn parse_matrix(text: &str) -> Result<Vec<Vec<i64>>, ParseError> {
             _ => {
                 return Err(err(
                     "matrix",
-                    format!("unexpected character {c:?} at position {pos} (expected a bit string of 0 and 1, or a JSON nested list)"),
+                    format!(
+                        "unexpected character {c:?} at position {pos} (expected a bit string of 0 and 1, or a JSON nested list)"
+                    ),
                 ));
             }
         }
@@ -51,7 +53,10 @@ pub fn parse_matrix(text: &str) -> Result<Vec<Vec<i64>>, ParseError> {
     if n * n != bits.len() {
         return Err(err(
             "matrix",
-            format!("bit string has {} bits, which is not n*n for any n", bits.len()),
+            format!(
+                "bit string has {} bits, which is not n*n for any n",
+                bits.len()
+            ),
         ));
     }
     Ok(bits.chunks(n).map(<[i64]>::to_vec).collect())
@@ -65,8 +70,8 @@ pub fn parse_matrix(text: &str) -> Result<Vec<Vec<i64>>, ParseError> {
 pub fn parse_ops(text: &str) -> Result<Vec<String>, ParseError> {
     let t = text.trim();
     let tokens: Vec<String> = if t.starts_with('[') {
-        let values: Vec<serde_json::Value> = serde_json::from_str(t)
-            .map_err(|e| err("ops", format!("not a JSON list ({e})")))?;
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(t).map_err(|e| err("ops", format!("not a JSON list ({e})")))?;
         values
             .into_iter()
             .enumerate()
@@ -129,19 +134,26 @@ mod tests {
     fn ops_forms() {
         let names = parse_ops("input, conv3x3-bn-relu ,output").unwrap();
         assert_eq!(names, ["input", "conv3x3-bn-relu", "output"]);
-        assert_eq!(parse_ops("-1,0,1,2,-2").unwrap(), [
-            "input",
-            "conv3x3-bn-relu",
-            "conv1x1-bn-relu",
-            "maxpool3x3",
-            "output"
-        ]);
-        assert_eq!(parse_ops(r#"["input", 2, "output"]"#).unwrap(), [
-            "input",
-            "maxpool3x3",
-            "output"
-        ]);
-        assert!(parse_ops("-1,7,-2").unwrap_err().to_string().contains("item 1"));
+        assert_eq!(
+            parse_ops("-1,0,1,2,-2").unwrap(),
+            [
+                "input",
+                "conv3x3-bn-relu",
+                "conv1x1-bn-relu",
+                "maxpool3x3",
+                "output"
+            ]
+        );
+        assert_eq!(
+            parse_ops(r#"["input", 2, "output"]"#).unwrap(),
+            ["input", "maxpool3x3", "output"]
+        );
+        assert!(
+            parse_ops("-1,7,-2")
+                .unwrap_err()
+                .to_string()
+                .contains("item 1")
+        );
         assert!(parse_ops("input,,output").is_err());
     }
 }

@@ -62,7 +62,10 @@ pub enum OutOfDomain {
     #[error("last operation should be 'output'")]
     LastNotOutput,
     /// An interior op the dataset does not have.
-    #[error("unsupported op {op} (available ops = {})", python_list_repr(available))]
+    #[error(
+        "unsupported op {op} (available ops = {})",
+        python_list_repr(available)
+    )]
     UnsupportedOp {
         /// The op as given.
         op: String,
@@ -106,7 +109,10 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Builds and prunes a spec from nested integer rows and op names, with
     /// the original's construction checks in its order.
-    pub fn new<T: Copy + Into<i64>>(matrix: &[Vec<T>], ops: Vec<String>) -> Result<Self, SpecError> {
+    pub fn new<T: Copy + Into<i64>>(
+        matrix: &[Vec<T>],
+        ops: Vec<String>,
+    ) -> Result<Self, SpecError> {
         let n = matrix.len();
         if matrix.iter().any(|r| r.len() != n) {
             return Err(SpecError::NotSquare);
@@ -233,7 +239,10 @@ impl ModelSpec {
                 None => {
                     return Err(OutOfDomain::UnsupportedOp {
                         op: op.clone(),
-                        available: canonical_ops.iter().map(|c| c.as_ref().to_string()).collect(),
+                        available: canonical_ops
+                            .iter()
+                            .map(|c| c.as_ref().to_string())
+                            .collect(),
                     });
                 }
             }
@@ -282,9 +291,9 @@ pub fn kept_vertices(matrix: &Matrix) -> Option<u64> {
     let rows = matrix.rows();
     // Upper triangular: one forward sweep finds everything reachable from 0.
     let mut from_input = 1u64;
-    for v in 0..n {
+    for (v, &row) in rows.iter().enumerate() {
         if (from_input >> v) & 1 == 1 {
-            from_input |= rows[v];
+            from_input |= row;
         }
     }
     let mut to_output = 1u64 << (n - 1);

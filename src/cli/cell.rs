@@ -79,7 +79,10 @@ pub fn hash(a: HashArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return fail(a.json, &e.to_string(), json!({})),
     };
     let domain_error = spec.check(&Domain::default()).err().map(|e| e.to_string());
-    let (matrix, ops) = spec.matrix().zip(spec.ops()).ok_or_else(|| anyhow::anyhow!("hashed spec has no pruned form"))?;
+    let (matrix, ops) = spec
+        .matrix()
+        .zip(spec.ops())
+        .ok_or_else(|| anyhow::anyhow!("hashed spec has no pruned form"))?;
     let mut out = std::io::stdout().lock();
     if a.json {
         let params = trainable_parameters(&spec, &NetworkConfig::default()).ok();

@@ -57,14 +57,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     bar.finish();
     if let Some(path) = &a.output {
         let batch = cells_batch(&space.cells)?;
-        write_parquet(path, cells_schema(), &[batch]).with_context(|| format!("writing {}", path.display()))?;
+        write_parquet(path, cells_schema(), &[batch])
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let secs = start.elapsed().as_secs_f64();
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "vertices\tmatrices\tlabeled_graphs\tcells_cumulative")?;
     for v in &space.per_vertices {
-        writeln!(out, "{}\t{}\t{}\t{}", v.vertices, v.matrices, v.labeled_graphs, v.cumulative_cells)?;
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}",
+            v.vertices, v.matrices, v.labeled_graphs, v.cumulative_cells
+        )?;
     }
     out.flush()?;
     let mut summary = format!(

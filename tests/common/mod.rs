@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests: fixtures and small constructors.
+#![allow(dead_code)]
+
+use nasbench::spec::ModelSpec;
+
+/// One row of `tests/fixtures/graphs_sample.tsv` (a reference run of the
+/// original enumeration).
+pub struct SampleRow {
+    pub hash: String,
+    pub vertices: usize,
+    pub edges: usize,
+    pub bits: String,
+    pub labels: Vec<i64>,
+}
+
+/// All rows of the reference sample.
+pub fn sample_rows() -> Vec<SampleRow> {
+    let text = include_str!("../fixtures/graphs_sample.tsv");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 5, "bad fixture line {l:?}");
+            SampleRow {
+                hash: f[0].to_string(),
+                vertices: f[1].parse().unwrap(),
+                edges: f[2].parse().unwrap(),
+                bits: f[3].to_string(),
+                labels: f[4].split(',').map(|x| x.parse().unwrap()).collect(),
+            }
+        })
+        .collect()
+}
+
+/// A spec from integer rows and op names.
+pub fn spec(matrix: &[&[i64]], ops: &[&str]) -> ModelSpec {
+    let m: Vec<Vec<i64>> = matrix.iter().map(|r| r.to_vec()).collect();
+    ModelSpec::new(&m, ops.iter().map(|s| s.to_string()).collect()).unwrap()
+}
+
+/// Real NAS-Bench-101 records (tests/fixtures/nasbench_real_sample.tfrecord):
+/// hash, stored adjacency, stored ops, trainable parameters.
+pub const REAL_CELLS: [(&str, &str, &str, u64); 3] = [
+    (
+        "28cfc7874f6d200472e1a9dcd8650aa0",
+        "0111100000000100000010000001000001000000010000000",
+        "input,conv3x3-bn-relu,conv1x1-bn-relu,maxpool3x3,conv3x3-bn-relu,conv3x3-bn-relu,output",
+        2694282,
+    ),
+    (
+        "00005c142e6f48ac74fdcf73e3439874",
+        "0100110001000000010010000010000001000000010000000",
+        "input,conv3x3-bn-relu,maxpool3x3,conv3x3-bn-relu,conv3x3-bn-relu,conv1x1-bn-relu,output",
+        8555530,
+    ),
+    (
+        "00019e2cbab0bc93ca1a7816a099b2bd",
+        "0101000001011000000010000100000001000000010000000",
+        "input,maxpool3x3,conv3x3-bn-relu,maxpool3x3,conv1x1-bn-relu,maxpool3x3,output",
+        3468426,
+    ),
+];
