@@ -134,18 +134,7 @@ impl LabeledGraph {
 
     /// Row-major `0`/`1` string, as the dataset stores `raw_adjacency`.
     pub fn adjacency_bits(&self) -> String {
-        let n = self.n as usize;
-        let mut s = String::with_capacity(n * n);
-        for i in 0..n {
-            for j in 0..n {
-                s.push(if (self.rows[i] >> j) & 1 == 1 {
-                    '1'
-                } else {
-                    '0'
-                });
-            }
-        }
-        s
+        self.matrix().to_bit_string()
     }
 
     /// The cell as a [`ModelSpec`].

@@ -343,19 +343,24 @@ pub fn hash_module_with(rows: &[u64], labels: &[i64], s: &mut HashScratch) -> Mo
         std::mem::swap(&mut s.cur, &mut s.next);
     }
     s.cur.sort_unstable();
-    // Python: str(sorted(hashes)) == "['h0', 'h1', ...]".
     s.buf.clear();
-    s.buf.push(b'[');
-    for (i, h) in s.cur.iter().enumerate() {
-        if i > 0 {
-            s.buf.extend_from_slice(b", ");
-        }
-        s.buf.push(b'\'');
-        s.buf.extend_from_slice(h);
-        s.buf.push(b'\'');
-    }
-    s.buf.push(b']');
+    push_fingerprint_message(&mut s.buf, &s.cur);
     ModelHash(md5_digest(&s.buf))
+}
+
+/// Appends the final message, Python's `str(sorted(hashes))`:
+/// `['h0', 'h1', ...]`. `sorted` must be sorted.
+pub(crate) fn push_fingerprint_message(buf: &mut Vec<u8>, sorted: &[[u8; 32]]) {
+    buf.push(b'[');
+    for (i, h) in sorted.iter().enumerate() {
+        if i > 0 {
+            buf.extend_from_slice(b", ");
+        }
+        buf.push(b'\'');
+        buf.extend_from_slice(h);
+        buf.push(b'\'');
+    }
+    buf.push(b']');
 }
 
 /// Appends the hashes of the vertices in `mask`, sorted, to `buf`.

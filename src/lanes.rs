@@ -13,7 +13,7 @@
 
 use std::io::Write as _;
 
-use crate::graph::{ModelHash, for_each_bit, hex32 as hex, md5_digest};
+use crate::graph::{ModelHash, for_each_bit, hex32 as hex, md5_digest, push_fingerprint_message};
 
 /// Messages hashed at once.
 pub const LANES: usize = 8;
@@ -194,19 +194,9 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
     for l in 0..LANES {
         let mut sorted: Vec<[u8; 32]> = s.cur.iter().map(|h| h[l]).collect();
         sorted.sort_unstable();
-        // Python: str(sorted(hashes)) == "['h0', 'h1', ...]".
         let b = &mut s.bufs[l];
         b.clear();
-        b.push(b'[');
-        for (i, h) in sorted.iter().enumerate() {
-            if i > 0 {
-                b.extend_from_slice(b", ");
-            }
-            b.push(b'\'');
-            b.extend_from_slice(h);
-            b.push(b'\'');
-        }
-        b.push(b']');
+        push_fingerprint_message(b, &sorted);
         len = b.len();
     }
     let d = md5_lanes(&mut s.bufs, len);
