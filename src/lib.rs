@@ -20,6 +20,7 @@ pub mod network;
 pub mod ops;
 pub mod parse;
 pub mod spec;
+pub mod tfrecord;
 
 pub use graph::{Matrix, ModelHash};
 pub use network::NetworkConfig;

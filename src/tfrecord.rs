@@ -19,7 +19,7 @@ const MASK_DELTA: u32 = 0xa282_ead8;
 /// TensorFlow's masked CRC32C of `data`.
 pub fn masked_crc32c(data: &[u8]) -> u32 {
     let crc = crc32c::crc32c(data);
-    ((crc >> 15) | (crc << 17)).wrapping_add(MASK_DELTA)
+    crc.rotate_right(15).wrapping_add(MASK_DELTA)
 }
 
 /// A framing error, naming the record (0-based) and the byte offset at which
@@ -41,7 +41,9 @@ pub enum FramingError {
         available: u64,
     },
     /// The CRC of the length field does not match: the length is corrupt.
-    #[error("record {index} at byte {offset}: length CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    #[error(
+        "record {index} at byte {offset}: length CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
     LengthCrc {
         /// Record number.
         index: u64,
@@ -53,7 +55,9 @@ pub enum FramingError {
         computed: u32,
     },
     /// The CRC of the data does not match: the data or its CRC is corrupt.
-    #[error("record {index} at byte {offset}: data CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    #[error(
+        "record {index} at byte {offset}: data CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
     DataCrc {
         /// Record number.
         index: u64,
@@ -228,14 +232,29 @@ mod tests {
                 bad[byte] ^= 1 << bit;
                 let (frames, err) = scan(&bad);
                 let err = err.or_else(|| frames.iter().find_map(|f| f.check(&bad).err()));
-                let err = err.unwrap_or_else(|| panic!("flip at byte {byte} bit {bit} not detected"));
-                let (index, offset) = if byte < second { (0, 0) } else { (1, second as u64) };
-                assert_eq!((err.index(), err.offset()), (index, offset), "byte {byte}: {err}");
+                let err =
+                    err.unwrap_or_else(|| panic!("flip at byte {byte} bit {bit} not detected"));
+                let (index, offset) = if byte < second {
+                    (0, 0)
+                } else {
+                    (1, second as u64)
+                };
+                assert_eq!(
+                    (err.index(), err.offset()),
+                    (index, offset),
+                    "byte {byte}: {err}"
+                );
                 let in_length = (byte - offset as usize) < HEADER_LEN;
                 if in_length {
-                    assert!(matches!(err, FramingError::LengthCrc { .. }), "byte {byte}: {err}");
+                    assert!(
+                        matches!(err, FramingError::LengthCrc { .. }),
+                        "byte {byte}: {err}"
+                    );
                 } else {
-                    assert!(matches!(err, FramingError::DataCrc { .. }), "byte {byte}: {err}");
+                    assert!(
+                        matches!(err, FramingError::DataCrc { .. }),
+                        "byte {byte}: {err}"
+                    );
                 }
             }
         }
@@ -249,7 +268,9 @@ mod tests {
             let (frames, err) = scan(&buf[..cut]);
             assert_eq!(frames.len(), 1);
             match err {
-                Some(FramingError::Truncated { index: 1, offset, .. }) => assert_eq!(offset, second),
+                Some(FramingError::Truncated {
+                    index: 1, offset, ..
+                }) => assert_eq!(offset, second),
                 other => panic!("cut at {cut}: {other:?}"),
             }
         }
