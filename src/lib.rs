@@ -19,6 +19,7 @@ pub mod lanes;
 pub mod network;
 pub mod ops;
 pub mod parse;
+pub mod record;
 pub mod spec;
 pub mod tfrecord;
 

@@ -1,0 +1,85 @@
+//! One release record's payload: the JSON row `[hash, epochs, adjacency, ops, metrics]` with its base64 `ModelMetrics` decoded by prost.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use prost::Message as _;
+
+/// Types generated from `proto/model_metrics.proto`.
+#[allow(missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/nasbench.rs"));
+}
+
+pub use pb::{EvaluationData, ModelMetrics};
+
+/// A record's payload that cannot be decoded; the caller adds the record
+/// number and byte offset.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Not the JSON row `[hash, epochs, adjacency, ops, metrics]`.
+    #[error("bad JSON row: {0}")]
+    Json(#[from] serde_json::Error),
+    /// `raw_metrics` is not base64.
+    #[error("bad base64 in raw_metrics: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// `raw_metrics` is not a serialized ModelMetrics.
+    #[error("undecodable ModelMetrics: {0}")]
+    Proto(#[from] prost::DecodeError),
+}
+
+/// The JSON row, borrowing from the record wherever no escape forces a copy.
+#[derive(serde::Deserialize)]
+struct Row<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+);
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<'a> {
+    /// The module hash (the dataset key).
+    pub hash: Cow<'a, str>,
+    /// The training budget in epochs (4, 12, 36, 108).
+    pub epochs: i64,
+    /// Row-major `0`/`1` adjacency string.
+    pub adjacency: Cow<'a, str>,
+    /// Comma-joined op names.
+    pub operations: Cow<'a, str>,
+    /// The run's metrics: evaluation_data ([0] step 0, [1] halfway, [2] end),
+    /// trainable_parameters, total_time. Absent proto2 fields are `None`.
+    pub metrics: ModelMetrics,
+}
+
+/// Decodes one record's data (the TFRecord payload).
+pub fn decode(data: &[u8]) -> Result<Record<'_>, RecordError> {
+    let Row(hash, epochs, adjacency, operations, metrics) = serde_json::from_slice(data)?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(metrics.as_bytes())?;
+    let metrics = ModelMetrics::decode(raw.as_slice())?;
+    Ok(Record {
+        hash,
+        epochs,
+        adjacency,
+        operations,
+        metrics,
+    })
+}
+
+/// Encodes a record's data, the inverse of [`decode`].
+pub fn encode(
+    hash: &str,
+    epochs: i64,
+    adjacency: &str,
+    operations: &str,
+    metrics: &ModelMetrics,
+) -> Result<Vec<u8>, RecordError> {
+    let raw = base64::engine::general_purpose::STANDARD.encode(metrics.encode_to_vec());
+    // serde_json writes the row exactly as the release's json.dumps does
+    // for these plain ASCII strings, minus the spaces after commas.
+    Ok(serde_json::to_vec(&(
+        hash, epochs, adjacency, operations, raw,
+    ))?)
+}
