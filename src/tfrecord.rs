@@ -133,53 +133,51 @@ impl Frame {
 /// next record cannot be found) and returns it beside the frames found so far.
 pub fn scan(buf: &[u8]) -> (Vec<Frame>, Option<FramingError>) {
     let mut frames = Vec::new();
-    let mut pos = 0usize;
-    let mut index = 0u64;
-    while pos < buf.len() {
-        let available = (buf.len() - pos) as u64;
-        if available < HEADER_LEN as u64 {
-            let e = FramingError::Truncated {
-                index,
-                offset: pos as u64,
-                needed: HEADER_LEN as u64,
-                available,
-            };
-            return (frames, Some(e));
+    let mut offset = 0u64;
+    while (offset as usize) < buf.len() {
+        match frame_at(buf, frames.len() as u64, offset) {
+            Ok(f) => {
+                offset += (HEADER_LEN + FOOTER_LEN) as u64 + f.len;
+                frames.push(f);
+            }
+            Err(e) => return (frames, Some(e)),
         }
-        let len_bytes = &buf[pos..pos + 8];
-        let stored = u32::from_le_bytes([buf[pos + 8], buf[pos + 9], buf[pos + 10], buf[pos + 11]]);
-        let computed = masked_crc32c(len_bytes);
-        if stored != computed {
-            let e = FramingError::LengthCrc {
-                index,
-                offset: pos as u64,
-                stored,
-                computed,
-            };
-            return (frames, Some(e));
-        }
-        let mut le = [0u8; 8];
-        le.copy_from_slice(len_bytes);
-        let len = u64::from_le_bytes(le);
-        let needed = (HEADER_LEN as u64 + FOOTER_LEN as u64).saturating_add(len);
-        if needed > available {
-            let e = FramingError::Truncated {
-                index,
-                offset: pos as u64,
-                needed,
-                available,
-            };
-            return (frames, Some(e));
-        }
-        frames.push(Frame {
-            index,
-            offset: pos as u64,
-            len,
-        });
-        pos += needed as usize;
-        index += 1;
     }
     (frames, None)
+}
+
+/// The record starting at `offset`: its length CRC checked, and that it fits.
+fn frame_at(buf: &[u8], index: u64, offset: u64) -> Result<Frame, FramingError> {
+    let pos = offset as usize;
+    let available = (buf.len() - pos) as u64;
+    let truncated = |needed| FramingError::Truncated {
+        index,
+        offset,
+        needed,
+        available,
+    };
+    let header: &[u8; HEADER_LEN] = buf[pos..]
+        .first_chunk()
+        .ok_or_else(|| truncated(HEADER_LEN as u64))?;
+    let (len_bytes, crc_bytes) = header.split_at(8);
+    let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let computed = masked_crc32c(len_bytes);
+    if stored != computed {
+        return Err(FramingError::LengthCrc {
+            index,
+            offset,
+            stored,
+            computed,
+        });
+    }
+    let mut le = [0u8; 8];
+    le.copy_from_slice(len_bytes);
+    let len = u64::from_le_bytes(le);
+    let needed = ((HEADER_LEN + FOOTER_LEN) as u64).saturating_add(len);
+    if needed > available {
+        return Err(truncated(needed));
+    }
+    Ok(Frame { index, offset, len })
 }
 
 /// Writes one framed record.
