@@ -276,14 +276,9 @@ fn adj_code(rows: &[u8; MAX_VERTICES], n: usize, perm: &[u8; MAX_VERTICES]) -> u
 /// Enumerates the matrices with `n` vertices that the original keeps, in
 /// its order: bit `x + y(y-1)/2` is edge (x, y); full DAG; at most `max_edges`.
 fn shapes_for(n: usize, max_edges: usize) -> Vec<[u8; MAX_VERTICES]> {
-    let mut edge_of_bit = Vec::new();
-    for y in 1..n {
-        for x in 0..y {
-            edge_of_bit.push((x, y));
-        }
-    }
-    // Keep bit order x + y(y-1)/2: position in this list equals the index.
-    edge_of_bit.sort_by_key(|&(x, y)| x + y * (y - 1) / 2);
+    // In this order, the position of (x, y) is its bit index x + y(y-1)/2.
+    let edge_of_bit: Vec<(usize, usize)> =
+        (1..n).flat_map(|y| (0..y).map(move |x| (x, y))).collect();
     let count = 1u64 << edge_of_bit.len();
     (0..count)
         .into_par_iter()

@@ -318,14 +318,7 @@ pub fn hash_module_with(rows: &[u64], labels: &[i64], s: &mut HashScratch) -> Mo
     s.cur.clear();
     for v in 0..n {
         s.buf.clear();
-        // Python: str((out_degree, in_degree, label)).
-        let _ = write!(
-            s.buf,
-            "({}, {}, {})",
-            rows[v].count_ones(),
-            s.cols[v].count_ones(),
-            labels[v]
-        );
+        push_initial_message(&mut s.buf, rows[v], s.cols[v], labels[v]);
         s.cur.push(hex32(&md5_digest(&s.buf)));
     }
     s.next.clear();
@@ -346,6 +339,19 @@ pub fn hash_module_with(rows: &[u64], labels: &[i64], s: &mut HashScratch) -> Mo
     s.buf.clear();
     push_fingerprint_message(&mut s.buf, &s.cur);
     ModelHash(md5_digest(&s.buf))
+}
+
+/// Appends a vertex's first message, Python's `str((out_degree, in_degree,
+/// label))`, from its out-neighbour and in-neighbour bitmasks.
+pub(crate) fn push_initial_message(buf: &mut Vec<u8>, out_mask: u64, in_mask: u64, label: i64) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        buf,
+        "({}, {}, {})",
+        out_mask.count_ones(),
+        in_mask.count_ones(),
+        label
+    );
 }
 
 /// Appends the final message, Python's `str(sorted(hashes))`:

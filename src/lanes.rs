@@ -11,9 +11,10 @@
 //!
 //! [`hash_module_with`]: crate::graph::hash_module_with
 
-use std::io::Write as _;
-
-use crate::graph::{ModelHash, for_each_bit, hex32 as hex, md5_digest, push_fingerprint_message};
+use crate::graph::{
+    ModelHash, for_each_bit, hex32 as hex, md5_digest, push_fingerprint_message,
+    push_initial_message,
+};
 
 /// Messages hashed at once.
 pub const LANES: usize = 8;
@@ -151,14 +152,7 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
         for l in 0..LANES {
             let b = &mut s.bufs[l];
             b.clear();
-            // Python: str((out_degree, in_degree, label)).
-            let _ = write!(
-                b,
-                "({}, {}, {})",
-                rows[v].count_ones(),
-                cols[v].count_ones(),
-                lane_labels(l)[v]
-            );
+            push_initial_message(b, rows[v], cols[v], lane_labels(l)[v]);
         }
         // Lengths can differ between lanes only through the label's digits.
         if s.bufs.iter().all(|b| b.len() == s.bufs[0].len()) {
