@@ -215,6 +215,10 @@ pub trait Progress: Sync {
     fn start(&self, stage: &str, total: u64);
     /// `n` more units are done.
     fn advance(&self, n: u64);
+    /// A stage begins whose units are bytes (shown as a byte rate).
+    fn start_bytes(&self, stage: &str, total: u64) {
+        self.start(stage, total);
+    }
 }
 
 /// Reports nothing.

@@ -12,15 +12,19 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod db;
 pub mod export;
+pub mod fetch;
 pub mod generate;
 pub mod graph;
+pub mod ingest;
 pub mod lanes;
 pub mod network;
 pub mod ops;
 pub mod parse;
 pub mod record;
 pub mod spec;
+pub mod synth;
 pub mod tfrecord;
 
 pub use graph::{Matrix, ModelHash};

@@ -88,6 +88,32 @@ impl FramingError {
             | FramingError::DataCrc { offset, .. } => offset,
         }
     }
+
+    /// The same error for a buffer that starts at record `index`, byte
+    /// `offset` of the file (errors from [`scan`] of a window are relative).
+    pub fn rebase(mut self, index: u64, offset: u64) -> Self {
+        match &mut self {
+            FramingError::Truncated {
+                index: i,
+                offset: o,
+                ..
+            }
+            | FramingError::LengthCrc {
+                index: i,
+                offset: o,
+                ..
+            }
+            | FramingError::DataCrc {
+                index: i,
+                offset: o,
+                ..
+            } => {
+                *i += index;
+                *o += offset;
+            }
+        }
+        self
+    }
 }
 
 /// Where one record lies in the file.
@@ -144,6 +170,18 @@ pub fn scan(buf: &[u8]) -> (Vec<Frame>, Option<FramingError>) {
         }
     }
     (frames, None)
+}
+
+/// The first offset at or after `from` where a record plausibly starts,
+/// after a corrupt length: its length CRC matches, and its data CRC too
+/// when the record lies within `buf` (one that runs past the end of `buf`
+/// is accepted on its length CRC alone, for a reader of windows).
+pub fn resync(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len().saturating_sub(HEADER_LEN - 1)).find(|&p| match frame_at(buf, 0, p as u64) {
+        Ok(f) => f.check(buf).is_ok(),
+        Err(FramingError::Truncated { needed, .. }) => needed > HEADER_LEN as u64,
+        Err(_) => false,
+    })
 }
 
 /// The record starting at `offset`: its length CRC checked, and that it fits.
@@ -274,5 +312,25 @@ mod tests {
         }
         let e = scan(&buf[..buf.len() - 1]).1.unwrap().to_string();
         assert!(e.contains("record 1 at byte 19: truncated"), "{e}");
+    }
+
+    #[test]
+    fn resync_finds_the_next_record_after_a_corrupt_length() {
+        let buf = file(&[b"first record", b"second", b"third one"]);
+        let second = HEADER_LEN + 12 + FOOTER_LEN;
+        let third = second + HEADER_LEN + 6 + FOOTER_LEN;
+        let mut bad = buf.clone();
+        bad[second + 3] ^= 0x40;
+        let (frames, err) = scan(&bad);
+        assert_eq!(frames.len(), 1);
+        assert!(matches!(err, Some(FramingError::LengthCrc { index: 1, .. })));
+        assert_eq!(resync(&bad, second + 1), Some(third));
+        // A record running past the end of the buffer is accepted on its
+        // length CRC (the reader maps more and checks it there).
+        assert_eq!(resync(&bad[..third + HEADER_LEN + 2], second + 1), Some(third));
+        assert_eq!(resync(&bad[..third + 5], second + 1), None);
+        // Errors from a window are moved to the file's numbering.
+        let e = err.unwrap().rebase(10, 1000);
+        assert_eq!((e.index(), e.offset()), (11, 1000 + second as u64));
     }
 }

@@ -1,8 +1,12 @@
 //! Command-line interface: argument definitions and dispatch to one module per subcommand.
 
 mod cell;
+mod demo;
+mod fetch;
 mod generate;
+mod ingest;
 mod progress;
+mod synth;
 
 use std::process::ExitCode;
 
@@ -21,6 +25,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "nasbench", version, propagate_version = true)]
 #[command(after_help = "Examples:
+  nasbench demo
+  nasbench ingest nasbench_only108.tfrecord --db nasbench.duckdb --parquet parquet/
   nasbench generate -o cells.parquet
   nasbench hash --matrix 0111010000000100000010000100000000100000010000000 \\
       --ops input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output
@@ -32,7 +38,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Demo(demo::Args),
+    Ingest(ingest::Args),
+    Fetch(fetch::Args),
     Generate(generate::Args),
+    Synth(synth::Args),
     Hash(cell::HashArgs),
     Prune(cell::PruneArgs),
 }
@@ -40,7 +50,11 @@ enum Command {
 /// Runs the parsed command; `Err` is printed with its causes by `main`.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Ingest(a) => ingest::run(a),
+        Command::Fetch(a) => fetch::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Synth(a) => synth::run(a),
         Command::Hash(a) => cell::hash(a),
         Command::Prune(a) => cell::prune(a),
     }

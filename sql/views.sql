@@ -1,0 +1,48 @@
+-- Views over the two tables, named as the original Python API names things.
+
+-- One row per training run: what `NASBench.get_metrics_from_hash(h)[1]
+-- [epochs][repeat - 1]` returns, plus the cell's parameter count.
+CREATE VIEW runs AS
+SELECT
+    e.hash,
+    e.epochs,
+    e.repeat,
+    any_value(e.source) AS source,
+    any_value(e.total_time) AS total_time,
+    any_value(e.training_time)       FILTER (WHERE e.point = 1) AS halfway_training_time,
+    any_value(e.train_accuracy)      FILTER (WHERE e.point = 1) AS halfway_train_accuracy,
+    any_value(e.validation_accuracy) FILTER (WHERE e.point = 1) AS halfway_validation_accuracy,
+    any_value(e.test_accuracy)       FILTER (WHERE e.point = 1) AS halfway_test_accuracy,
+    any_value(e.training_time)       FILTER (WHERE e.point = 2) AS final_training_time,
+    any_value(e.train_accuracy)      FILTER (WHERE e.point = 2) AS final_train_accuracy,
+    any_value(e.validation_accuracy) FILTER (WHERE e.point = 2) AS final_validation_accuracy,
+    any_value(e.test_accuracy)       FILTER (WHERE e.point = 2) AS final_test_accuracy,
+    any_value(m.trainable_parameters) AS trainable_parameters
+FROM evaluations e
+JOIN models m USING (hash)
+GROUP BY e.hash, e.epochs, e.repeat;
+
+-- Per cell and budget: the spread over repeats of the final accuracies and
+-- training time. Rank cells with e.g.
+--   SELECT * FROM model_stats WHERE epochs = 108
+--   ORDER BY mean_final_validation_accuracy DESC LIMIT 10;
+CREATE VIEW model_stats AS
+SELECT
+    hash,
+    epochs,
+    count(*) AS repeats,
+    avg(final_validation_accuracy)         AS mean_final_validation_accuracy,
+    stddev_samp(final_validation_accuracy) AS std_final_validation_accuracy,
+    min(final_validation_accuracy)         AS min_final_validation_accuracy,
+    max(final_validation_accuracy)         AS max_final_validation_accuracy,
+    avg(final_test_accuracy)               AS mean_final_test_accuracy,
+    stddev_samp(final_test_accuracy)       AS std_final_test_accuracy,
+    min(final_test_accuracy)               AS min_final_test_accuracy,
+    max(final_test_accuracy)               AS max_final_test_accuracy,
+    avg(final_training_time)               AS mean_final_training_time,
+    stddev_samp(final_training_time)       AS std_final_training_time,
+    min(final_training_time)               AS min_final_training_time,
+    max(final_training_time)               AS max_final_training_time,
+    any_value(trainable_parameters)        AS trainable_parameters
+FROM runs
+GROUP BY hash, epochs;

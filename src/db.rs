@@ -1,0 +1,161 @@
+//! DuckDB database files: the embedded schema in `sql/`, building a database under a temporary name and renaming it into place, and Parquet export through DuckDB.
+
+use std::path::{Path, PathBuf};
+
+use duckdb::Connection;
+
+/// `sql/schema.sql`: the tables `models` and `evaluations`.
+pub const SCHEMA_SQL: &str = include_str!("../sql/schema.sql");
+/// `sql/views.sql`: the views `runs` and `model_stats`.
+pub const VIEWS_SQL: &str = include_str!("../sql/views.sql");
+/// `sql/cells.sql`: the table `cells` (the generated search space).
+pub const CELLS_SQL: &str = include_str!("../sql/cells.sql");
+
+/// Error while building or exporting a database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// File system error, with the path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// DuckDB reported an error while doing `what`.
+    #[error("{what}: {source}")]
+    DuckDb {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: duckdb::Error,
+    },
+    /// Building or formatting Arrow batches failed.
+    #[error("Arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+impl DbError {
+    /// An Arrow error while building or formatting batches.
+    pub fn from_arrow(e: arrow::error::ArrowError) -> Self {
+        DbError::Arrow(e)
+    }
+}
+
+/// Attaches a description of what was being done to a DuckDB error.
+pub trait DuckDbContext<T> {
+    /// Wraps the error as [`DbError::DuckDb`] with `what`.
+    fn during(self, what: impl Into<String>) -> Result<T, DbError>;
+}
+
+impl<T> DuckDbContext<T> for Result<T, duckdb::Error> {
+    fn during(self, what: impl Into<String>) -> Result<T, DbError> {
+        self.map_err(|source| DbError::DuckDb {
+            what: what.into(),
+            source,
+        })
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
+    move |source| DbError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Builds a new database at `path` with `build`, atomically: the database is
+/// created in a temporary directory beside `path`, checkpointed, closed and
+/// only then renamed onto `path`. If `build` fails (or the process dies), an
+/// earlier file at `path` is left byte-identical and the temporary files are
+/// removed.
+pub fn create_atomically<T, E: From<DbError>>(
+    path: &Path,
+    build: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "nasbench.duckdb".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempdir_in(dir)
+        .map_err(io_err(dir))?;
+    let tmp_db = tmp.path().join(&name);
+    let conn = Connection::open(&tmp_db).during(format!("creating {}", tmp_db.display()))?;
+    let value = build(&conn)?;
+    conn.execute_batch("CHECKPOINT")
+        .during("checkpointing the new database")?;
+    conn.close()
+        .map_err(|(_, e)| e)
+        .during("closing the new database")?;
+    // A write-ahead log left beside the old file by a crashed writer would be
+    // replayed onto the new database: it belongs to the file being replaced.
+    let wal = wal_path(path);
+    if wal.exists() {
+        std::fs::remove_file(&wal).map_err(io_err(&wal))?;
+    }
+    std::fs::rename(&tmp_db, path).map_err(io_err(path))?;
+    Ok(value)
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".wal");
+    PathBuf::from(s)
+}
+
+/// Creates the dataset tables (`sql/schema.sql`).
+pub fn create_schema(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(SCHEMA_SQL)
+        .during("running sql/schema.sql")
+}
+
+/// Creates the views (`sql/views.sql`).
+pub fn create_views(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(VIEWS_SQL)
+        .during("running sql/views.sql")
+}
+
+/// Quotes a string as an SQL literal.
+pub fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Writes the result of `query` to `path` as zstd Parquet, through a
+/// temporary file renamed into place.
+pub fn copy_to_parquet(conn: &Connection, query: &str, path: &Path) -> Result<(), DbError> {
+    let dir = parent_dir(path);
+    let tmp = tempfile::Builder::new()
+        .prefix(".nasbench.")
+        .suffix(".parquet.tmp")
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?
+        .into_temp_path();
+    let sql = format!(
+        "COPY ({query}) TO {} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
+        sql_literal(&tmp.to_string_lossy())
+    );
+    conn.execute_batch(&sql)
+        .during(format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err(path))?;
+    }
+    tmp.persist(path).map_err(|e| DbError::Io {
+        path: path.display().to_string(),
+        source: e.error,
+    })?;
+    Ok(())
+}

@@ -1,0 +1,950 @@
+//! Ingest: a release TFRecord file into the DuckDB tables `models` and `evaluations`, decoded in parallel from memory-mapped windows, checked record by record, bulk-loaded through Arrow.
+//!
+//! The file is mapped a window at a time (so resident memory stays small
+//! however large the file), its frames are found by [`scan`], and the
+//! records of a window are decoded on every core. A short sequential pass
+//! numbers the repeats in file order and collects the unique cells; Arrow
+//! record batches are then built in parallel and appended to DuckDB on
+//! another thread while the next window decodes. At the end every unique
+//! cell's hash is recomputed from its stored matrix and ops.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+use memmap2::MmapOptions;
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::db::{DbError, DuckDbContext, copy_to_parquet, create_schema, create_views};
+use crate::generate::Progress;
+use crate::graph::{Matrix, ModelHash};
+use crate::lanes::{BatchScratch, LANES, hash_batch};
+use crate::ops::CANONICAL_OPS;
+use crate::record::{ModelMetrics, RecordError, decode};
+use crate::spec::{Domain, ModelSpec};
+use crate::tfrecord::{FOOTER_LEN, Frame, FramingError, HEADER_LEN, resync, scan};
+
+/// `source` of the rows of a release file.
+pub const RELEASE_SOURCE: &str = "nasbench-101";
+/// `source` of the rows of a file written by `nasbench synth`.
+pub const SYNTHETIC_SOURCE: &str = "synthetic";
+/// Checkpoint paths starting with this mark a synthetic record; ingest gives
+/// its rows [`SYNTHETIC_SOURCE`].
+pub const SYNTHETIC_CHECKPOINT_PREFIX: &str = "synthetic:";
+
+/// How to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Skip (and count) records with bad framing or payload instead of
+    /// stopping at the first one.
+    pub skip_bad_records: bool,
+    /// Repeats expected per (cell, budget); other counts are reported as
+    /// anomalies.
+    pub expected_repeats: u32,
+    /// Bytes of the file mapped at once.
+    pub window_bytes: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            skip_bad_records: false,
+            expected_repeats: 3,
+            window_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why an ingest stopped. Every error about the data names the file, the
+/// record number (0-based) and the byte offset of the record.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Bad TFRecord framing (CRC mismatch, truncation).
+    #[error("{path}: {source}")]
+    Framing {
+        /// The file.
+        path: String,
+        /// What and where.
+        source: FramingError,
+    },
+    /// A record whose payload cannot be decoded, or holds an impossible value.
+    #[error("{path}: record {index} at byte {offset}: {reason}")]
+    Record {
+        /// The file.
+        path: String,
+        /// Record number, 0-based.
+        index: u64,
+        /// Byte offset of the record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file holds no records.
+    #[error("{path}: no records")]
+    Empty {
+        /// The file.
+        path: String,
+    },
+    /// The database could not be written.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A record that was skipped (with `skip_bad_records`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Record number, 0-based.
+    pub index: u64,
+    /// Byte offset.
+    pub offset: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Irregularities that do not stop an ingest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Anomalies {
+    /// (cell, budget) groups by their number of repeats, for counts other
+    /// than the expected one.
+    pub unexpected_repeats: BTreeMap<u32, u64>,
+    /// Runs whose evaluation_data does not hold exactly three points.
+    pub runs_without_three_points: u64,
+    /// Cells that lack a budget present elsewhere in the file.
+    pub cells_missing_budgets: u64,
+    /// Records whose matrix, ops or parameter count differ from the first
+    /// record of the same hash (the first is kept in `models`).
+    pub inconsistent_records: u64,
+    /// Cells dropped because their stored hash is not the hash of their
+    /// matrix and ops (only with `skip_bad_records`).
+    pub hash_mismatches: u64,
+}
+
+impl Anomalies {
+    /// Whether nothing irregular was seen.
+    pub fn is_empty(&self) -> bool {
+        *self == Anomalies::default()
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Records read (skipped ones included).
+    pub records: u64,
+    /// Unique cells (rows of `models`).
+    pub cells: u64,
+    /// Training runs loaded (one per record).
+    pub runs: u64,
+    /// Rows of `evaluations`.
+    pub evaluations: u64,
+    /// Budgets (epochs) present, ascending.
+    pub budgets: Vec<i32>,
+    /// Runs whose rows are marked synthetic.
+    pub synthetic_runs: u64,
+    /// Number of skipped records.
+    pub skipped: u64,
+    /// The first skipped records (at most 20), for the report.
+    pub skipped_examples: Vec<Skipped>,
+    /// Irregularities.
+    pub anomalies: Anomalies,
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// One decoded record, borrowing its strings from the mapped file.
+struct Run<'a> {
+    index: u64,
+    offset: u64,
+    key: u128,
+    hash: Cow<'a, str>,
+    epochs: i32,
+    adjacency: Cow<'a, str>,
+    operations: Cow<'a, str>,
+    metrics: ModelMetrics,
+    synthetic: bool,
+    repeat: i32,
+}
+
+/// A bad record, before the file name is attached.
+struct Bad {
+    index: u64,
+    offset: u64,
+    reason: String,
+    framing: Option<FramingError>,
+}
+
+impl Bad {
+    fn into_error(self, path: &str) -> IngestError {
+        match self.framing {
+            Some(source) => IngestError::Framing {
+                path: path.to_string(),
+                source,
+            },
+            None => IngestError::Record {
+                path: path.to_string(),
+                index: self.index,
+                offset: self.offset,
+                reason: self.reason,
+            },
+        }
+    }
+
+    fn skipped(&self) -> Skipped {
+        Skipped {
+            index: self.index,
+            offset: self.offset,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+fn framing_bad(e: FramingError) -> Bad {
+    Bad {
+        index: e.index(),
+        offset: e.offset(),
+        reason: e.to_string(),
+        framing: Some(e),
+    }
+}
+
+/// The first record seen for a hash: what `models` stores.
+struct CellEntry {
+    hash: String,
+    adjacency: String,
+    operations: String,
+    params: Option<i32>,
+    index: u64,
+    offset: u64,
+}
+
+/// State of the sequential pass, carried across windows.
+#[derive(Default)]
+struct Collector {
+    repeats: FxHashMap<(u128, i32), u32>,
+    cells: FxHashMap<u128, CellEntry>,
+    budgets: BTreeSet<i32>,
+    records: u64,
+    runs: u64,
+    evaluations: u64,
+    synthetic_runs: u64,
+    skipped: u64,
+    skipped_examples: Vec<Skipped>,
+    anomalies: Anomalies,
+}
+
+impl Collector {
+    fn skip(&mut self, bad: &Bad) {
+        self.skipped += 1;
+        if self.skipped_examples.len() < 20 {
+            self.skipped_examples.push(bad.skipped());
+        }
+    }
+
+    /// Numbers the run's repeat and records its cell.
+    fn admit(&mut self, run: &mut Run<'_>) {
+        let n = self.repeats.entry((run.key, run.epochs)).or_insert(0);
+        *n += 1;
+        run.repeat = *n as i32;
+        self.budgets.insert(run.epochs);
+        self.runs += 1;
+        self.evaluations += run.metrics.evaluation_data.len() as u64;
+        self.synthetic_runs += u64::from(run.synthetic);
+        if run.metrics.evaluation_data.len() != 3 {
+            self.anomalies.runs_without_three_points += 1;
+        }
+        let params = run.metrics.trainable_parameters;
+        match self.cells.get(&run.key) {
+            Some(c) => {
+                if c.adjacency != run.adjacency
+                    || c.operations != run.operations
+                    || c.params != params
+                {
+                    self.anomalies.inconsistent_records += 1;
+                }
+            }
+            None => {
+                self.cells.insert(
+                    run.key,
+                    CellEntry {
+                        hash: run.hash.to_string(),
+                        adjacency: run.adjacency.to_string(),
+                        operations: run.operations.to_string(),
+                        params,
+                        index: run.index,
+                        offset: run.offset,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Parses the 32 lowercase hex digits of a stored hash.
+fn hash_key(h: &str) -> Option<u128> {
+    if h.len() != 32
+        || !h
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u128::from_str_radix(h, 16).ok()
+}
+
+/// Decodes and checks one record.
+fn decode_run<'a>(buf: &'a [u8], frame: &Frame, index: u64, offset: u64) -> Result<Run<'a>, Bad> {
+    let bad = |reason: String| Bad {
+        index,
+        offset,
+        reason,
+        framing: None,
+    };
+    let data = frame
+        .check(buf)
+        .map_err(|e| framing_bad(e.rebase(index - frame.index, offset - frame.offset)))?;
+    let r = decode(data).map_err(|e: RecordError| bad(e.to_string()))?;
+    let key = hash_key(&r.hash).ok_or_else(|| {
+        bad(format!(
+            "module hash {:?} is not 32 lowercase hex digits",
+            r.hash
+        ))
+    })?;
+    let epochs = i32::try_from(r.epochs)
+        .ok()
+        .filter(|&e| e > 0)
+        .ok_or_else(|| {
+            bad(format!(
+                "epochs {} is not a positive 32-bit integer",
+                r.epochs
+            ))
+        })?;
+    let synthetic = r.metrics.evaluation_data.iter().any(|e| {
+        e.checkpoint_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with(SYNTHETIC_CHECKPOINT_PREFIX))
+    });
+    Ok(Run {
+        index,
+        offset,
+        key,
+        hash: r.hash,
+        epochs,
+        adjacency: r.adjacency,
+        operations: r.operations,
+        metrics: r.metrics,
+        synthetic,
+        repeat: 0,
+    })
+}
+
+/// Schema of the `evaluations` table as Arrow.
+pub fn evaluations_schema() -> Arc<Schema> {
+    let f64_field = |name: &str| Field::new(name, DataType::Float64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("hash", DataType::Utf8, false),
+        Field::new("epochs", DataType::Int32, false),
+        Field::new("repeat", DataType::Int32, false),
+        Field::new("point", DataType::Int32, false),
+        f64_field("current_epoch"),
+        f64_field("training_time"),
+        f64_field("train_accuracy"),
+        f64_field("validation_accuracy"),
+        f64_field("test_accuracy"),
+        Field::new("checkpoint_path", DataType::Utf8, true),
+        f64_field("total_time"),
+        Field::new("source", DataType::Utf8, false),
+    ]))
+}
+
+fn evaluations_batch(runs: &[Run<'_>]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let rows: usize = runs.iter().map(|r| r.metrics.evaluation_data.len()).sum();
+    let mut hash = StringBuilder::with_capacity(rows, rows * 32);
+    let mut epochs = Int32Builder::with_capacity(rows);
+    let mut repeat = Int32Builder::with_capacity(rows);
+    let mut point = Int32Builder::with_capacity(rows);
+    let mut f: [Float64Builder; 5] = std::array::from_fn(|_| Float64Builder::with_capacity(rows));
+    let mut ckpt = StringBuilder::with_capacity(rows, rows * 16);
+    let mut total = Float64Builder::with_capacity(rows);
+    let mut source = StringBuilder::with_capacity(rows, rows * 12);
+    for r in runs {
+        let src = if r.synthetic {
+            SYNTHETIC_SOURCE
+        } else {
+            RELEASE_SOURCE
+        };
+        for (p, e) in r.metrics.evaluation_data.iter().enumerate() {
+            hash.append_value(&r.hash);
+            epochs.append_value(r.epochs);
+            repeat.append_value(r.repeat);
+            point.append_value(p as i32);
+            f[0].append_option(e.current_epoch);
+            f[1].append_option(e.training_time);
+            f[2].append_option(e.train_accuracy);
+            f[3].append_option(e.validation_accuracy);
+            f[4].append_option(e.test_accuracy);
+            ckpt.append_option(e.checkpoint_path.as_deref());
+            total.append_option(r.metrics.total_time);
+            source.append_value(src);
+        }
+    }
+    let [f0, f1, f2, f3, f4] = f.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    RecordBatch::try_new(
+        evaluations_schema(),
+        vec![
+            Arc::new(hash.finish()),
+            Arc::new(epochs.finish()),
+            Arc::new(repeat.finish()),
+            Arc::new(point.finish()),
+            f0,
+            f1,
+            f2,
+            f3,
+            f4,
+            Arc::new(ckpt.finish()),
+            Arc::new(total.finish()),
+            Arc::new(source.finish()),
+        ],
+    )
+}
+
+/// Schema of the `models` table as Arrow.
+pub fn models_schema() -> Arc<Schema> {
+    let item = |t| Arc::new(Field::new("item", t, true));
+    Arc::new(Schema::new(vec![
+        Field::new("hash", DataType::Utf8, false),
+        Field::new("num_vertices", DataType::Int32, false),
+        Field::new("num_edges", DataType::Int32, false),
+        Field::new("adjacency", DataType::Utf8, false),
+        Field::new(
+            "matrix",
+            DataType::List(item(DataType::List(item(DataType::Int32)))),
+            false,
+        ),
+        Field::new("ops", DataType::List(item(DataType::Utf8)), false),
+        Field::new("trainable_parameters", DataType::Int64, true),
+    ]))
+}
+
+/// A unique cell, parsed and with its hash recomputed.
+struct CheckedCell {
+    entry: CellEntry,
+    matrix: Matrix,
+    ops: Vec<String>,
+    /// The pruned matrix and hash labels, as the hash sees the cell.
+    pruned: Matrix,
+    labels: Vec<i64>,
+}
+
+fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let item = |t| Arc::new(Field::new("item", t, true));
+    let mut hash = StringBuilder::new();
+    let mut nv = Int32Builder::new();
+    let mut ne = Int32Builder::new();
+    let mut adj = StringBuilder::new();
+    let mut matrix =
+        ListBuilder::new(ListBuilder::new(Int32Builder::new()).with_field(item(DataType::Int32)))
+            .with_field(item(DataType::List(item(DataType::Int32))));
+    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(item(DataType::Utf8));
+    let mut params = Int64Builder::new();
+    for c in cells {
+        hash.append_value(&c.entry.hash);
+        nv.append_value(c.matrix.n() as i32);
+        ne.append_value(c.matrix.num_edges() as i32);
+        adj.append_value(&c.entry.adjacency);
+        for i in 0..c.matrix.n() {
+            for j in 0..c.matrix.n() {
+                matrix
+                    .values()
+                    .values()
+                    .append_value(i32::from(c.matrix.get(i, j)));
+            }
+            matrix.values().append(true);
+        }
+        matrix.append(true);
+        for op in &c.ops {
+            ops.values().append_value(op);
+        }
+        ops.append(true);
+        params.append_option(c.entry.params.map(i64::from));
+    }
+    RecordBatch::try_new(
+        models_schema(),
+        vec![
+            Arc::new(hash.finish()),
+            Arc::new(nv.finish()),
+            Arc::new(ne.finish()),
+            Arc::new(adj.finish()),
+            Arc::new(matrix.finish()),
+            Arc::new(ops.finish()),
+            Arc::new(params.finish()),
+        ],
+    )
+}
+
+/// Parses a stored row-major bit string into a matrix.
+fn parse_adjacency(bits: &str) -> Result<Matrix, String> {
+    let n = bits.len().isqrt();
+    if n * n != bits.len() || n == 0 {
+        return Err(format!(
+            "adjacency has {} characters, not a square number",
+            bits.len()
+        ));
+    }
+    if n > 64 {
+        return Err(format!(
+            "adjacency has {n} vertices; at most 64 are supported"
+        ));
+    }
+    let mut rows = vec![0u64; n];
+    for (k, b) in bits.bytes().enumerate() {
+        match b {
+            b'0' => {}
+            b'1' => rows[k / n] |= 1 << (k % n),
+            _ => {
+                return Err(format!(
+                    "adjacency character {k} is {:?}, not 0 or 1",
+                    char::from(b)
+                ));
+            }
+        }
+    }
+    Matrix::from_row_masks(&rows).ok_or_else(|| "adjacency is not a matrix".to_string())
+}
+
+/// Parses a unique cell and checks it is a valid cell of the space; the
+/// hash itself is checked in batches by [`check_hashes`].
+fn parse_cell(entry: CellEntry) -> Result<CheckedCell, (CellEntry, String)> {
+    let parsed = (|| {
+        let matrix = parse_adjacency(&entry.adjacency)?;
+        let ops: Vec<String> = entry.operations.split(',').map(str::to_string).collect();
+        let spec =
+            ModelSpec::from_matrix(matrix.clone(), ops.clone()).map_err(|e| e.to_string())?;
+        spec.check(&Domain::default()).map_err(|e| e.to_string())?;
+        let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
+        let pruned = spec
+            .matrix()
+            .cloned()
+            .ok_or("the input does not reach the output")?;
+        Ok::<_, String>((matrix, ops, pruned, labels))
+    })();
+    match parsed {
+        Ok((matrix, ops, pruned, labels)) => Ok(CheckedCell {
+            entry,
+            matrix,
+            ops,
+            pruned,
+            labels,
+        }),
+        Err(e) => Err((entry, e)),
+    }
+}
+
+/// Recomputes every cell's hash, 8 cells of one shape at a time, and
+/// returns the cells whose stored hash differs, with the computed one.
+fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
+    let mut order: Vec<usize> = (0..cells.len()).collect();
+    order.par_sort_unstable_by(|&a, &b| cells[a].pruned.rows().cmp(cells[b].pruned.rows()));
+    let mut groups: Vec<&[usize]> = Vec::new();
+    let mut start = 0;
+    for k in 1..=order.len() {
+        let end_of_shape = k == order.len() || cells[order[k]].pruned != cells[order[start]].pruned;
+        if end_of_shape || k - start == LANES {
+            groups.push(&order[start..k]);
+            start = k;
+        }
+    }
+    groups
+        .par_iter()
+        .map_init(BatchScratch::default, |scratch, group| {
+            let rows = cells[group[0]].pruned.rows();
+            let labels: Vec<&[i64]> = group.iter().map(|&i| cells[i].labels.as_slice()).collect();
+            let hashes = hash_batch(rows, &labels, scratch);
+            group
+                .iter()
+                .zip(hashes)
+                .filter(|&(&i, h)| h.to_hex() != cells[i].entry.hash)
+                .map(|(&i, h)| (i, h))
+                .collect::<Vec<_>>()
+        })
+        .flatten()
+        .collect()
+}
+
+/// With `NASBENCH_TRACE` set, prints the seconds since `start` at a stage's end.
+pub fn trace(stage: &str, start: Instant) {
+    if std::env::var_os("NASBENCH_TRACE").is_some() {
+        // utime + stime of the process, in clock ticks (1/100 s on Linux).
+        let cpu = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|st| {
+                let f: Vec<u64> = st
+                    .rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                Some(f.iter().sum::<u64>() as f64 / 100.0)
+            })
+            .unwrap_or(f64::NAN);
+        eprintln!(
+            "[trace] {:>8.3} s wall {cpu:>8.2} s cpu  {stage}",
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Records of one window, ready to append.
+type Batches = Vec<RecordBatch>;
+
+/// Reads `path` and loads it into `conn`, whose tables must not exist yet:
+/// creates the schema, appends every record, checks every cell, and creates
+/// the views. `progress` advances by bytes.
+pub fn ingest(
+    conn: &Connection,
+    path: &Path,
+    opts: &IngestOptions,
+    progress: &(dyn Progress + Sync),
+) -> Result<Summary, IngestError> {
+    let start = Instant::now();
+    let name = path.display().to_string();
+    let io = |source| IngestError::Io {
+        path: name.clone(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let bytes = file.metadata().map_err(io)?.len();
+    if bytes == 0 {
+        return Err(IngestError::Empty { path: name });
+    }
+    create_schema(conn)?;
+    progress.start_bytes("reading records", bytes);
+
+    let (tx, rx) = sync_channel::<Batches>(2);
+    let collector = std::thread::scope(|s| {
+        let reader = s.spawn(|| read_windows(&file, bytes, &name, opts, progress, tx));
+        let appended = append_all(conn, rx);
+        let collected = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        // A reader error explains an append stopped by a closed channel.
+        let collector = collected?;
+        appended?;
+        Ok::<_, IngestError>(collector)
+    })?;
+
+    trace("records decoded and appended", start);
+    finish(conn, collector, &name, opts, bytes, start, progress)
+}
+
+fn append_all(
+    conn: &Connection,
+    rx: std::sync::mpsc::Receiver<Batches>,
+) -> Result<(), IngestError> {
+    let mut app = conn
+        .appender("evaluations")
+        .during("appending to evaluations")?;
+    for batches in rx {
+        for b in batches {
+            app.append_record_batch(b)
+                .during("appending to evaluations")?;
+        }
+    }
+    app.flush().during("appending to evaluations")?;
+    Ok(())
+}
+
+/// The reader thread: maps the file window by window, decodes, numbers the
+/// repeats and sends the Arrow batches to the appender.
+fn read_windows(
+    file: &File,
+    bytes: u64,
+    name: &str,
+    opts: &IngestOptions,
+    progress: &(dyn Progress + Sync),
+    tx: std::sync::mpsc::SyncSender<Batches>,
+) -> Result<Collector, IngestError> {
+    let mut c = Collector::default();
+    let mut pos = 0u64;
+    let mut window = opts.window_bytes.max(1 << 16) as u64;
+    while pos < bytes {
+        let len = window.min(bytes - pos);
+        let at_eof = pos + len == bytes;
+        // SAFETY: the mapping is read-only and private to this function; if
+        // another process truncates the file meanwhile, reads past its end
+        // fault (as for any mmap reader); the release files are static.
+        let map = unsafe { MmapOptions::new().offset(pos).len(len as usize).map(file) }.map_err(
+            |source| IngestError::Io {
+                path: name.to_string(),
+                source,
+            },
+        )?;
+        let (frames, err) = scan(&map);
+        let base_index = c.records;
+        let mut next = frames
+            .last()
+            .map_or(0, |f| f.offset + f.len + (HEADER_LEN + FOOTER_LEN) as u64);
+        let mut bad_frame = None;
+        match err {
+            None => {}
+            Some(FramingError::Truncated { .. }) if !at_eof && frames.is_empty() => {
+                // One record larger than the window: map more.
+                window = window.saturating_mul(2);
+                continue;
+            }
+            // The window ends inside a record: the next window starts there.
+            Some(FramingError::Truncated { .. }) if !at_eof => {}
+            Some(e) => {
+                next = match e {
+                    FramingError::Truncated { .. } => len,
+                    _ => match resync(&map, next as usize + 1) {
+                        Some(p) => p as u64,
+                        None if at_eof => len,
+                        // No record start in the rest of this window; a
+                        // header may straddle its end, so look again from
+                        // just before it.
+                        None => (len - HEADER_LEN as u64 + 1).max(next + 1),
+                    },
+                };
+                bad_frame = Some(framing_bad(e.rebase(base_index, pos)));
+            }
+        }
+
+        let decoded: Vec<Result<Run<'_>, Bad>> = frames
+            .par_iter()
+            .map(|f| decode_run(&map, f, base_index + f.index, pos + f.offset))
+            .collect();
+        let mut runs = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            c.records += 1;
+            match d {
+                Ok(mut run) => {
+                    c.admit(&mut run);
+                    runs.push(run);
+                }
+                Err(bad) if opts.skip_bad_records => c.skip(&bad),
+                Err(bad) => return Err(bad.into_error(name)),
+            }
+        }
+        if let Some(bad) = bad_frame {
+            if !opts.skip_bad_records {
+                return Err(bad.into_error(name));
+            }
+            c.records += 1;
+            c.skip(&bad);
+        }
+        let batches: Batches = runs
+            .par_chunks(8192)
+            .map(evaluations_batch)
+            .collect::<Result<_, _>>()
+            .map_err(DbError::from_arrow)?;
+        drop(runs);
+        if tx.send(batches).is_err() {
+            // The appender stopped; its error is reported.
+            return Ok(c);
+        }
+        progress.advance(next);
+        pos += next;
+    }
+    Ok(c)
+}
+
+/// Checks the cells, loads `models`, reports anomalies, creates the views.
+fn finish(
+    conn: &Connection,
+    c: Collector,
+    name: &str,
+    opts: &IngestOptions,
+    bytes: u64,
+    start: Instant,
+    progress: &(dyn Progress + Sync),
+) -> Result<Summary, IngestError> {
+    let Collector {
+        repeats,
+        cells,
+        budgets,
+        records,
+        runs,
+        evaluations,
+        synthetic_runs,
+        mut skipped,
+        mut skipped_examples,
+        mut anomalies,
+    } = c;
+    if runs == 0 {
+        return Err(IngestError::Empty {
+            path: name.to_string(),
+        });
+    }
+    progress.start("checking cell hashes", cells.len() as u64);
+    let mut entries: Vec<CellEntry> = cells.into_values().collect();
+    entries.par_sort_unstable_by_key(|e| e.index);
+    let parsed: Vec<_> = entries.into_par_iter().map(parse_cell).collect();
+    let mut checked = Vec::with_capacity(parsed.len());
+    let mut dropped: Vec<String> = Vec::new();
+    let bad_cell = |e: &CellEntry, reason: String| IngestError::Record {
+        path: name.to_string(),
+        index: e.index,
+        offset: e.offset,
+        reason,
+    };
+    for p in parsed {
+        match p {
+            Ok(c) => checked.push(c),
+            Err((e, reason)) if opts.skip_bad_records => {
+                skipped += 1;
+                if skipped_examples.len() < 20 {
+                    skipped_examples.push(Skipped {
+                        index: e.index,
+                        offset: e.offset,
+                        reason: format!("cell {}: {reason}", e.hash),
+                    });
+                }
+                dropped.push(e.hash);
+            }
+            Err((e, reason)) => return Err(bad_cell(&e, format!("cell {}: {reason}", e.hash))),
+        }
+    }
+    trace("cells parsed", start);
+    // Hashes are checked on the worker threads while this one loads
+    // `models`; a cell whose hash is wrong is removed again below.
+    let (mismatches, appended) = std::thread::scope(|s| {
+        let checker = s.spawn(|| check_hashes(&checked));
+        let appended = append_models(conn, &checked);
+        let mismatches = checker
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (mismatches, appended)
+    });
+    appended?;
+    progress.advance(checked.len() as u64);
+    if let Some((i, computed)) = mismatches.first() {
+        if !opts.skip_bad_records {
+            let e = &checked[*i].entry;
+            return Err(bad_cell(
+                e,
+                format!(
+                    "stored hash {} is not the hash of its matrix and ops ({computed})",
+                    e.hash
+                ),
+            ));
+        }
+        anomalies.hash_mismatches = mismatches.len() as u64;
+        dropped.extend(
+            mismatches
+                .iter()
+                .map(|(i, _)| checked[*i].entry.hash.clone()),
+        );
+    }
+    if !dropped.is_empty() {
+        delete_cells(conn, &dropped)?;
+    }
+    let cells = checked.len() as u64 - anomalies.hash_mismatches;
+    trace("models appended", start);
+    create_views(conn)?;
+
+    // Anomalies from the repeat counters.
+    let mut budgets_per_cell: FxHashMap<u128, u32> = FxHashMap::default();
+    for (&(key, _), &n) in &repeats {
+        if n != opts.expected_repeats {
+            *anomalies.unexpected_repeats.entry(n).or_insert(0) += 1;
+        }
+        *budgets_per_cell.entry(key).or_insert(0) += 1;
+    }
+    anomalies.cells_missing_budgets = budgets_per_cell
+        .values()
+        .filter(|&&n| n as usize != budgets.len())
+        .count() as u64;
+
+    let (runs, evaluations) = if dropped.is_empty() {
+        (runs, evaluations)
+    } else {
+        let n: (i64, i64) = conn
+            .query_row(
+                "SELECT count(DISTINCT (hash, epochs, repeat)), count(*) FROM evaluations",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .during("counting evaluations")?;
+        (n.0 as u64, n.1 as u64)
+    };
+    Ok(Summary {
+        records,
+        cells,
+        runs,
+        evaluations,
+        budgets: budgets.into_iter().collect(),
+        synthetic_runs,
+        skipped,
+        skipped_examples,
+        anomalies,
+        bytes,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn append_models(conn: &Connection, cells: &[CheckedCell]) -> Result<(), DbError> {
+    let mut app = conn.appender("models").during("appending to models")?;
+    // One batch per DuckDB vector (2048 rows): duckdb-rs converts a list
+    // column of a sliced batch by copying the whole child array each time.
+    for chunk in cells.chunks(2048) {
+        let batch = models_batch(chunk).map_err(DbError::from_arrow)?;
+        app.append_record_batch(batch)
+            .during("appending to models")?;
+    }
+    app.flush().during("appending to models")
+}
+
+/// Removes cells (and their evaluations) that failed a check.
+fn delete_cells(conn: &Connection, hashes: &[String]) -> Result<(), DbError> {
+    for table in ["models", "evaluations"] {
+        let mut stmt = conn
+            .prepare(&format!("DELETE FROM {table} WHERE hash = ?"))
+            .during("dropping bad cells")?;
+        for h in hashes {
+            stmt.execute([h]).during("dropping bad cells")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `models.parquet` and `evaluations.parquet` into `dir` (zstd, sorted
+/// by hash so that row-group statistics prune point lookups).
+pub fn export_parquet(conn: &Connection, dir: &Path) -> Result<(), DbError> {
+    std::fs::create_dir_all(dir).map_err(|source| DbError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    copy_to_parquet(
+        conn,
+        "SELECT * FROM models ORDER BY hash",
+        &dir.join("models.parquet"),
+    )?;
+    copy_to_parquet(
+        conn,
+        "SELECT * FROM evaluations ORDER BY hash, epochs, repeat, point",
+        &dir.join("evaluations.parquet"),
+    )
+}

@@ -1,0 +1,329 @@
+//! The `nasbench` binary's data commands as a user runs them: ingest, synth, demo, and fetch against a local HTTP server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use duckdb::Connection;
+use sha2::{Digest, Sha256};
+
+const SAMPLE: &[u8] = include_bytes!("fixtures/nasbench_real_sample.tfrecord");
+
+fn nasbench(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nasbench"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    Connection::open(db)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn ingest_writes_database_parquet_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sample.tfrecord"), SAMPLE).unwrap();
+    let o = nasbench(
+        dir.path(),
+        &[
+            "ingest",
+            "sample.tfrecord",
+            "--db",
+            "s.duckdb",
+            "--parquet",
+            "pq",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("18 records -> 3 cells, 18 runs, 54 evaluations (budgets 4, 12, 36, 108)"),
+        "{err}"
+    );
+    assert!(err.contains("2 cells lack a budget"), "{err}");
+    assert!(o.stdout.is_empty(), "text summary goes to stderr");
+    assert_eq!(
+        count(&dir.path().join("s.duckdb"), "SELECT count(*) FROM runs"),
+        18
+    );
+    assert!(dir.path().join("pq/models.parquet").exists());
+    assert!(dir.path().join("pq/evaluations.parquet").exists());
+
+    let o = nasbench(
+        dir.path(),
+        &[
+            "ingest",
+            "sample.tfrecord",
+            "--db",
+            "s.duckdb",
+            "--json",
+            "-q",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["cells"].as_u64(), v["evaluations"].as_u64()),
+        (Some(3), Some(54))
+    );
+    assert_eq!(v["anomalies"]["cells_missing_budgets"].as_u64(), Some(2));
+}
+
+#[test]
+fn ingest_errors_name_file_record_and_offset_and_keep_the_old_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.tfrecord"), SAMPLE).unwrap();
+    let o = nasbench(
+        dir.path(),
+        &["ingest", "good.tfrecord", "--db", "d.duckdb", "-q"],
+    );
+    assert!(o.status.success());
+    let before = std::fs::read(dir.path().join("d.duckdb")).unwrap();
+    let mut bad = SAMPLE.to_vec();
+    bad.truncate(SAMPLE.len() - 3);
+    std::fs::write(dir.path().join("bad.tfrecord"), &bad).unwrap();
+    let o = nasbench(
+        dir.path(),
+        &["ingest", "bad.tfrecord", "--db", "d.duckdb", "-q"],
+    );
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("d.duckdb was not changed"), "{err}");
+    assert!(err.contains("bad.tfrecord: record 17 at byte"), "{err}");
+    assert!(err.contains("truncated"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join("d.duckdb")).unwrap(), before);
+
+    let o = nasbench(
+        dir.path(),
+        &["ingest", "missing.tfrecord", "--db", "d.duckdb"],
+    );
+    assert!(
+        text(&o.stderr).contains("missing.tfrecord: No such file"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn synth_then_ingest_marks_rows_synthetic() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nasbench(
+        dir.path(),
+        &[
+            "synth",
+            "--full",
+            "--cells",
+            "50",
+            "-q",
+            "-o",
+            "syn.tfrecord",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("wrote 600 synthetic records"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = nasbench(
+        dir.path(),
+        &["ingest", "syn.tfrecord", "--db", "syn.duckdb", "-q"],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("600 runs are synthetic"),
+        "{}",
+        text(&o.stderr)
+    );
+    let db = dir.path().join("syn.duckdb");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM evaluations WHERE source <> 'synthetic'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM model_stats WHERE repeats = 3"),
+        200
+    );
+}
+
+#[test]
+fn demo_builds_the_database_and_prints_the_ranking() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nasbench(dir.path(), &["demo", "-q"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    // The three real cells at 108 epochs, ranked by mean validation accuracy.
+    let rank: Vec<usize> = [
+        "28cfc7874f6d200472e1a9dcd8650aa0",
+        "00005c142e6f48ac74fdcf73e3439874",
+        "00019e2cbab0bc93ca1a7816a099b2bd",
+    ]
+    .iter()
+    .map(|h| out.find(h).unwrap_or_else(|| panic!("{h} missing:\n{out}")))
+    .collect();
+    let db = dir.path().join("nasbench-demo.duckdb");
+    // The order printed is the order of the mean final validation accuracy.
+    let best: String = Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT hash FROM model_stats WHERE epochs = 108 ORDER BY mean_final_validation_accuracy DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(out.find(&best), rank.iter().min().copied());
+    assert_eq!(count(&db, "SELECT count(*) FROM cells"), 423_624);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM models JOIN cells USING (hash, adjacency, trainable_parameters)"
+        ),
+        3,
+        "the real cells are in the generated space in the same canonical form"
+    );
+    assert!(
+        text(&o.stderr).contains("3 of them have runs in the sample"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// A one-file HTTP/1.1 server on 127.0.0.1 that honours `Range: bytes=N-`
+/// and records the Range headers it was sent.
+fn serve(body: Vec<u8>) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/nasbench_sample.tfrecord",
+        listener.local_addr().unwrap()
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut range = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range = v.trim().trim_end_matches('-').parse::<usize>().ok();
+                }
+            }
+            log.lock().unwrap().push(range.map(|r| r.to_string()));
+            let (status, part) = match range {
+                Some(from) if from < body.len() => ("206 Partial Content", &body[from..]),
+                _ => ("200 OK", &body[..]),
+            };
+            let mut head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                part.len()
+            );
+            if let Some(from) = range.filter(|&f| f < body.len()) {
+                head += &format!(
+                    "Content-Range: bytes {from}-{}/{}\r\n",
+                    body.len() - 1,
+                    body.len()
+                );
+            }
+            head += "\r\n";
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(part);
+            let _ = stream.flush();
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn fetch_resumes_verifies_and_ingests() {
+    let sha: String = Sha256::digest(SAMPLE)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (url, seen) = serve(SAMPLE.to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    // A previous download broke off after 1000 bytes.
+    std::fs::write(
+        dir.path().join("nasbench_sample.tfrecord.part"),
+        &SAMPLE[..1000],
+    )
+    .unwrap();
+    let o = nasbench(
+        dir.path(),
+        &[
+            "fetch", "--url", &url, "--sha256", &sha, "--db", "f.duckdb", "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("resumed at byte 1000"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(seen.lock().unwrap().as_slice(), [Some("1000".to_string())]);
+    assert_eq!(
+        std::fs::read(dir.path().join("nasbench_sample.tfrecord")).unwrap(),
+        SAMPLE
+    );
+    assert!(!dir.path().join("nasbench_sample.tfrecord.part").exists());
+    assert_eq!(
+        count(&dir.path().join("f.duckdb"), "SELECT count(*) FROM runs"),
+        18
+    );
+
+    // Present and verified: no second download.
+    let o = nasbench(
+        dir.path(),
+        &[
+            "fetch",
+            "--url",
+            &url,
+            "--sha256",
+            &sha,
+            "--no-ingest",
+            "-q",
+        ],
+    );
+    assert!(
+        text(&o.stderr).contains("is present and verified"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn fetch_rejects_a_wrong_checksum_and_keeps_nothing() {
+    let (url, _) = serve(SAMPLE.to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = "0".repeat(64);
+    let o = nasbench(
+        dir.path(),
+        &["fetch", "--url", &url, "--sha256", &wrong, "-q"],
+    );
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains(&format!("expected {wrong}")), "{err}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing left behind"
+    );
+}
