@@ -19,8 +19,15 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e}");
+            // Errors that show their source in their own message would
+            // repeat it as a cause: print only causes that add something.
+            let mut last = e.to_string();
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                if !last.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                last = text;
             }
             ExitCode::FAILURE
         }

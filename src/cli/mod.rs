@@ -12,8 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// NAS-Bench-101 in one program: the exact cell model and hash, and the
-/// whole search space of 423,624 cells in seconds.
+/// NAS-Bench-101 in one program: the exact cell model and hash, the whole
+/// search space of 423,624 cells in seconds, and the release files in
+/// DuckDB and Parquet.
 ///
 /// A cell is an upper-triangular 0/1 adjacency matrix (vertex 0 is the
 /// input, the last vertex the output) and one op per vertex. Matrices are
