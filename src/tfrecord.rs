@@ -323,11 +323,17 @@ mod tests {
         bad[second + 3] ^= 0x40;
         let (frames, err) = scan(&bad);
         assert_eq!(frames.len(), 1);
-        assert!(matches!(err, Some(FramingError::LengthCrc { index: 1, .. })));
+        assert!(matches!(
+            err,
+            Some(FramingError::LengthCrc { index: 1, .. })
+        ));
         assert_eq!(resync(&bad, second + 1), Some(third));
         // A record running past the end of the buffer is accepted on its
         // length CRC (the reader maps more and checks it there).
-        assert_eq!(resync(&bad[..third + HEADER_LEN + 2], second + 1), Some(third));
+        assert_eq!(
+            resync(&bad[..third + HEADER_LEN + 2], second + 1),
+            Some(third)
+        );
         assert_eq!(resync(&bad[..third + 5], second + 1), None);
         // Errors from a window are moved to the file's numbering.
         let e = err.unwrap().rebase(10, 1000);
