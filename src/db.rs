@@ -92,6 +92,7 @@ pub fn create_atomically<T, E: From<DbError>>(
         .map_err(io_err(dir))?;
     let tmp_db = tmp.path().join(&name);
     let conn = Connection::open(&tmp_db).during(format!("creating {}", tmp_db.display()))?;
+    crate::sqlfn::register(&conn).during("registering the nasbench functions")?;
     let value = build(&conn)?;
     conn.execute_batch("CHECKPOINT")
         .during("checkpointing the new database")?;
@@ -112,6 +113,19 @@ fn wal_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".wal");
     PathBuf::from(s)
+}
+
+/// Opens a database (created if missing; in memory for `:memory:`) with
+/// the nasbench functions registered.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    let conn = if path.as_os_str() == ":memory:" {
+        Connection::open_in_memory()
+    } else {
+        Connection::open(path)
+    }
+    .during(format!("opening {}", path.display()))?;
+    crate::sqlfn::register(&conn).during("registering the nasbench functions")?;
+    Ok(conn)
 }
 
 /// Creates the dataset tables (`sql/schema.sql`).

@@ -24,6 +24,7 @@ pub mod ops;
 pub mod parse;
 pub mod record;
 pub mod spec;
+pub mod sqlfn;
 pub mod synth;
 pub mod tfrecord;
 
