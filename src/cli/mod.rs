@@ -6,6 +6,7 @@ mod fetch;
 mod generate;
 mod ingest;
 mod progress;
+mod sql;
 mod synth;
 
 use std::process::ExitCode;
@@ -41,6 +42,7 @@ pub struct Cli {
 enum Command {
     Demo(demo::Args),
     Ingest(ingest::Args),
+    Sql(sql::Args),
     Fetch(fetch::Args),
     Generate(generate::Args),
     Synth(synth::Args),
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Ingest(a) => ingest::run(a),
+        Command::Sql(a) => sql::run(a),
         Command::Fetch(a) => fetch::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Synth(a) => synth::run(a),

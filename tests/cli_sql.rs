@@ -1,0 +1,98 @@
+//! `nasbench sql`: one-shot statements, scripts on stdin, output formats, and the ranking query checked against independently decoded values.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const SAMPLE: &[u8] = include_bytes!("fixtures/nasbench_real_sample.tfrecord");
+/// The sample's evaluation points from the independent Python decoder.
+const VALUES: &str = include_str!("fixtures/real_sample_values.tsv");
+
+fn nasbench(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nasbench"))
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn one_shot_statements_and_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nasbench(
+        dir.path(),
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT nasbench_hash('0111010000000100000010000100000000100000010000000', '-1,1,0,0,0,2,-2') AS h",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "h\n28cfc7874f6d200472e1a9dcd8650aa0\n");
+    // A script on stdin, several statements, JSON lines.
+    let o = nasbench(
+        dir.path(),
+        &["sql", "--format", "json"],
+        Some("SELECT 1 AS a; -- a comment; with a semicolon\nSELECT 'x;y' AS b;"),
+    );
+    assert_eq!(text(&o.stdout), "{\"a\":1}\n{\"b\":\"x;y\"}\n");
+    // Errors are DuckDB's, with a non-zero exit.
+    let o = nasbench(dir.path(), &["sql", "-c", "SELECT nope"], None);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("nope"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn ranking_query_returns_the_real_cells_in_order_with_their_means() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
+    let o = nasbench(dir.path(), &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ranking = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/ranking.sql");
+    let o = nasbench(
+        dir.path(),
+        &["sql", "--db", "s.duckdb", "--format", "csv", "-f", ranking],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Means of the final validation accuracy at 108 epochs, from the Python
+    // decoder's values.
+    let mut sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    for line in VALUES.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f[2] == "108" && f[3] == "2" {
+            let e = sums.entry(f[1].to_string()).or_insert((0.0, 0));
+            e.0 += f[7].parse::<f64>().unwrap();
+            e.1 += 1;
+        }
+    }
+    let mut want: Vec<(String, f64)> = sums
+        .into_iter()
+        .map(|(h, (s, n))| (h, s / f64::from(n)))
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let out = text(&o.stdout);
+    let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    for (row, (hash, mean)) in rows.iter().zip(&want) {
+        assert_eq!(row[0], hash);
+        let got: f64 = row[4].parse().unwrap();
+        assert!((got - (mean * 1e4).round() / 1e4).abs() < 1e-9, "{row:?} vs {mean}");
+        assert_eq!(row[3], "3");
+    }
+}
