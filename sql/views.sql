@@ -1,4 +1,6 @@
 -- Views over the two tables, named as the original Python API names things.
+-- Column references are qualified so that the table macros' parameter
+-- `epochs` (sql/macros.sql) cannot capture them.
 
 -- One row per training run: what `NASBench.get_metrics_from_hash(h)[1]
 -- [epochs][repeat - 1]` returns, plus the cell's parameter count.
@@ -19,7 +21,7 @@ SELECT
     any_value(e.test_accuracy)       FILTER (WHERE e.point = 2) AS final_test_accuracy,
     any_value(m.trainable_parameters) AS trainable_parameters
 FROM evaluations e
-JOIN models m USING (hash)
+JOIN models m ON m.hash = e.hash
 GROUP BY e.hash, e.epochs, e.repeat;
 
 -- Per cell and budget: the spread over repeats of the final accuracies and
@@ -28,21 +30,21 @@ GROUP BY e.hash, e.epochs, e.repeat;
 --   ORDER BY mean_final_validation_accuracy DESC LIMIT 10;
 CREATE VIEW model_stats AS
 SELECT
-    hash,
-    epochs,
+    r.hash,
+    r.epochs,
     count(*) AS repeats,
-    avg(final_validation_accuracy)         AS mean_final_validation_accuracy,
-    stddev_samp(final_validation_accuracy) AS std_final_validation_accuracy,
-    min(final_validation_accuracy)         AS min_final_validation_accuracy,
-    max(final_validation_accuracy)         AS max_final_validation_accuracy,
-    avg(final_test_accuracy)               AS mean_final_test_accuracy,
-    stddev_samp(final_test_accuracy)       AS std_final_test_accuracy,
-    min(final_test_accuracy)               AS min_final_test_accuracy,
-    max(final_test_accuracy)               AS max_final_test_accuracy,
-    avg(final_training_time)               AS mean_final_training_time,
-    stddev_samp(final_training_time)       AS std_final_training_time,
-    min(final_training_time)               AS min_final_training_time,
-    max(final_training_time)               AS max_final_training_time,
-    any_value(trainable_parameters)        AS trainable_parameters
-FROM runs
-GROUP BY hash, epochs;
+    avg(r.final_validation_accuracy)         AS mean_final_validation_accuracy,
+    stddev_samp(r.final_validation_accuracy) AS std_final_validation_accuracy,
+    min(r.final_validation_accuracy)         AS min_final_validation_accuracy,
+    max(r.final_validation_accuracy)         AS max_final_validation_accuracy,
+    avg(r.final_test_accuracy)               AS mean_final_test_accuracy,
+    stddev_samp(r.final_test_accuracy)       AS std_final_test_accuracy,
+    min(r.final_test_accuracy)               AS min_final_test_accuracy,
+    max(r.final_test_accuracy)               AS max_final_test_accuracy,
+    avg(r.final_training_time)               AS mean_final_training_time,
+    stddev_samp(r.final_training_time)       AS std_final_training_time,
+    min(r.final_training_time)               AS min_final_training_time,
+    max(r.final_training_time)               AS max_final_training_time,
+    any_value(r.trainable_parameters)        AS trainable_parameters
+FROM runs AS r
+GROUP BY r.hash, r.epochs;

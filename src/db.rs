@@ -8,6 +8,8 @@ use duckdb::Connection;
 pub const SCHEMA_SQL: &str = include_str!("../sql/schema.sql");
 /// `sql/views.sql`: the views `runs` and `model_stats`.
 pub const VIEWS_SQL: &str = include_str!("../sql/views.sql");
+/// `sql/macros.sql`: the table macros `nasbench_query` and `top_cells`.
+pub const MACROS_SQL: &str = include_str!("../sql/macros.sql");
 /// `sql/cells.sql`: the table `cells` (the generated search space).
 pub const CELLS_SQL: &str = include_str!("../sql/cells.sql");
 
@@ -134,10 +136,12 @@ pub fn create_schema(conn: &Connection) -> Result<(), DbError> {
         .during("running sql/schema.sql")
 }
 
-/// Creates the views (`sql/views.sql`).
+/// Creates the views and table macros (`sql/views.sql`, `sql/macros.sql`).
 pub fn create_views(conn: &Connection) -> Result<(), DbError> {
     conn.execute_batch(VIEWS_SQL)
-        .during("running sql/views.sql")
+        .during("running sql/views.sql")?;
+    conn.execute_batch(MACROS_SQL)
+        .during("running sql/macros.sql")
 }
 
 /// Quotes a string as an SQL literal.

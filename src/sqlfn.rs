@@ -99,8 +99,7 @@ fn ops_at(col: &dyn Array, i: usize) -> Result<Option<Vec<String>>, String> {
             let list = col.as_list::<i32>().value(i);
             let names = list.as_string::<i32>();
             let ops: Option<Vec<String>> = names.iter().map(|o| o.map(str::to_string)).collect();
-            ops.map(Some)
-                .ok_or_else(|| "an op is NULL".to_string())
+            ops.map(Some).ok_or_else(|| "an op is NULL".to_string())
         }
         t => Err(format!("type {t} is not an op list")),
     }
@@ -248,7 +247,10 @@ impl VArrowScalar for NasbenchCheck {
         let specs = specs("nasbench_check", &input)?;
         let mut out = StringBuilder::new();
         for s in &specs {
-            out.append_option(s.as_ref().and_then(|s| s.check(&domain).err().map(|e| e.to_string())));
+            out.append_option(
+                s.as_ref()
+                    .and_then(|s| s.check(&domain).err().map(|e| e.to_string())),
+            );
         }
         Ok(Arc::new(out.finish()))
     }

@@ -61,7 +61,11 @@ fn one_shot_statements_and_formats() {
 fn ranking_query_returns_the_real_cells_in_order_with_their_means() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
-    let o = nasbench(dir.path(), &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"], None);
+    let o = nasbench(
+        dir.path(),
+        &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"],
+        None,
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let ranking = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/ranking.sql");
     let o = nasbench(
@@ -87,12 +91,93 @@ fn ranking_query_returns_the_real_cells_in_order_with_their_means() {
         .collect();
     want.sort_by(|a, b| b.1.total_cmp(&a.1));
     let out = text(&o.stdout);
-    let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     assert_eq!(rows.len(), 3, "{out}");
     for (row, (hash, mean)) in rows.iter().zip(&want) {
         assert_eq!(row[0], hash);
         let got: f64 = row[4].parse().unwrap();
-        assert!((got - (mean * 1e4).round() / 1e4).abs() < 1e-9, "{row:?} vs {mean}");
+        assert!(
+            (got - (mean * 1e4).round() / 1e4).abs() < 1e-9,
+            "{row:?} vs {mean}"
+        );
         assert_eq!(row[3], "3");
     }
+}
+
+#[test]
+fn every_example_runs_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
+    let o = nasbench(
+        dir.path(),
+        &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples.sql");
+    let o = nasbench(
+        dir.path(),
+        &[
+            "sql", "--db", "s.duckdb", "--format", "json", "-f", examples,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rows: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 6: the README cell, given in another (isomorphic) form, is found with
+    // its three real 108-epoch runs.
+    let looked_up: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.get("repeat").is_some())
+        .map(|r| r["final_validation_accuracy"].as_f64().unwrap())
+        .collect();
+    assert_eq!(looked_up.len(), 3);
+    assert!(
+        looked_up
+            .iter()
+            .any(|v| (v - 0.9376001358032227).abs() < 1e-12)
+    );
+    // 7: isomorphic proposals 1 and 2 share a hash; 4 is the README cell;
+    // 5 is disconnected (NULL hash).
+    let groups: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r.get("proposals").is_some())
+        .collect();
+    assert_eq!(groups[0]["proposals"], serde_json::json!([1, 2]));
+    let readme = groups
+        .iter()
+        .find(|g| g["hash"] == "28cfc7874f6d200472e1a9dcd8650aa0")
+        .unwrap();
+    assert_eq!(
+        (
+            readme["in_dataset"].as_bool(),
+            readme["trainable_parameters"].as_i64()
+        ),
+        (Some(true), Some(2694282))
+    );
+    assert!(
+        groups
+            .iter()
+            .any(|g| g["proposals"] == serde_json::json!([5])
+                && g.get("hash").is_none_or(|h| h.is_null()))
+    );
+    // 8: the disconnected proposal is explained with the original's message.
+    assert!(
+        rows.iter()
+            .any(|r| r["id"] == 5 && r["why"] == "invalid spec, provided graph is disconnected.")
+    );
+    // 2: top_cells by test accuracy, best first.
+    let top: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.get("mean_accuracy").and_then(|v| v.as_f64()))
+        .collect();
+    assert_eq!(top.len(), 3);
+    assert!(top.windows(2).all(|w| w[0] >= w[1]));
 }

@@ -69,9 +69,15 @@ fn hash_parity_with_the_reference_sample_in_every_form() {
     assert_eq!(one::<i64>(&c, "SELECT count(*) FROM ref"), 2000);
     for (form, call) in [
         ("INTEGER[][], VARCHAR[]", "nasbench_hash(matrix, ops)"),
-        ("BIGINT[][], VARCHAR[]", "nasbench_hash(matrix::BIGINT[][], ops)"),
+        (
+            "BIGINT[][], VARCHAR[]",
+            "nasbench_hash(matrix::BIGINT[][], ops)",
+        ),
         ("bits, labels", "nasbench_hash(bits, labels)"),
-        ("bits, names", "nasbench_hash(bits, array_to_string(ops, ','))"),
+        (
+            "bits, names",
+            "nasbench_hash(bits, array_to_string(ops, ','))",
+        ),
         ("nested list, labels", "nasbench_hash(matrix, labels)"),
     ] {
         let wrong: i64 = one(
@@ -150,7 +156,8 @@ fn prune_as_the_original() {
 fn the_readme_cell_and_domain_messages() {
     let c = conn();
     let bits = "'0111010000000100000010000100000000100000010000000'";
-    let ops = "'input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output'";
+    let ops =
+        "'input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output'";
     let h: String = one(&c, &format!("SELECT nasbench_hash({bits}, {ops})"));
     assert_eq!(h, "28cfc7874f6d200472e1a9dcd8650aa0");
     // The dataset's parameter count of this cell (real value).
@@ -188,13 +195,31 @@ fn nulls_give_null_and_bad_arguments_are_named_errors() {
     }
     let e = error(&c, "SELECT nasbench_hash('010', 'input,output')");
     assert!(e.contains("nasbench_hash") && e.contains("matrix"), "{e}");
-    let e = error(&c, "SELECT nasbench_hash([[0,1],[0,0]], ['input','conv3x3-bn-relu','output'])");
-    assert!(e.contains("nasbench_hash: row 1: length of ops must match matrix dimensions"), "{e}");
+    let e = error(
+        &c,
+        "SELECT nasbench_hash([[0,1],[0,0]], ['input','conv3x3-bn-relu','output'])",
+    );
+    assert!(
+        e.contains("nasbench_hash: row 1: length of ops must match matrix dimensions"),
+        "{e}"
+    );
     let e = error(&c, "SELECT prune([[0,1],[1,0]], ['input','output'])");
-    assert!(e.contains("prune: row 1: matrix must be upper triangular"), "{e}");
-    let e = error(&c, "SELECT nasbench_hash([[0,1,1],[0,0,1],[0,0,0]], ['input','conv5x5','output'])");
-    assert!(e.contains("nasbench_hash: argument ops, row 1") && e.contains("conv5x5"), "{e}");
-    let e = error(&c, "SELECT nasbench_hash('011001000', 'input,nonsense,output')");
+    assert!(
+        e.contains("prune: row 1: matrix must be upper triangular"),
+        "{e}"
+    );
+    let e = error(
+        &c,
+        "SELECT nasbench_hash([[0,1,1],[0,0,1],[0,0,0]], ['input','conv5x5','output'])",
+    );
+    assert!(
+        e.contains("nasbench_hash: argument ops, row 1") && e.contains("conv5x5"),
+        "{e}"
+    );
+    let e = error(
+        &c,
+        "SELECT nasbench_hash('011001000', 'input,nonsense,output')",
+    );
     assert!(e.contains("argument ops, row 1"), "{e}");
     // The error names the row within the chunk.
     c.execute_batch(

@@ -88,10 +88,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 /// Runs one statement and returns its result.
 fn query(conn: &Connection, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let mut stmt = conn.prepare(sql).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let batches = stmt
-        .query_arrow([])
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .collect();
+    let result = stmt.query_arrow([]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let schema = result.get_schema();
+    let batches: Vec<RecordBatch> = result.collect();
+    // An empty result still has its columns (printed as a header).
+    if batches.is_empty() {
+        return Ok(vec![RecordBatch::new_empty(schema)]);
+    }
     Ok(batches)
 }
 
@@ -264,9 +267,7 @@ mod tests {
 
     #[test]
     fn statements_split_outside_quotes_and_comments() {
-        let s = split_statements(
-            "SELECT 'a;b'; -- note; here\nSELECT \"x;\" FROM t;\n\n SELECT 3",
-        );
+        let s = split_statements("SELECT 'a;b'; -- note; here\nSELECT \"x;\" FROM t;\n\n SELECT 3");
         assert_eq!(s, ["SELECT 'a;b'", "SELECT \"x;\" FROM t", "SELECT 3"]);
     }
 }
