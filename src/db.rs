@@ -13,6 +13,9 @@ pub const MACROS_SQL: &str = include_str!("../sql/macros.sql");
 /// `sql/cells.sql`: the table `cells` (the generated search space).
 pub const CELLS_SQL: &str = include_str!("../sql/cells.sql");
 
+/// The oldest DuckDB whose storage format new databases use.
+pub const STORAGE_COMPATIBILITY: &str = "v1.2.0";
+
 /// Error while building or exporting a database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -93,7 +96,13 @@ pub fn create_atomically<T, E: From<DbError>>(
         .tempdir_in(dir)
         .map_err(io_err(dir))?;
     let tmp_db = tmp.path().join(&name);
-    let conn = Connection::open(&tmp_db).during(format!("creating {}", tmp_db.display()))?;
+    // Files readable by DuckDB 1.2 and later: the stock DuckDB CLI on PyPI
+    // (1.5) opens what nasbench writes.
+    let config = duckdb::Config::default()
+        .with("storage_compatibility_version", STORAGE_COMPATIBILITY)
+        .during("configuring the new database")?;
+    let conn = Connection::open_with_flags(&tmp_db, config)
+        .during(format!("creating {}", tmp_db.display()))?;
     crate::sqlfn::register(&conn).during("registering the nasbench functions")?;
     let value = build(&conn)?;
     conn.execute_batch("CHECKPOINT")

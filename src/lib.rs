@@ -14,6 +14,7 @@
 
 pub mod db;
 pub mod export;
+pub mod extension;
 pub mod fetch;
 pub mod generate;
 pub mod graph;

@@ -181,3 +181,21 @@ fn every_example_runs_and_answers() {
     assert_eq!(top.len(), 3);
     assert!(top.windows(2).all(|w| w[0] >= w[1]));
 }
+
+#[test]
+fn export_writes_every_table_and_view() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
+    let o = nasbench(dir.path(), &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = nasbench(dir.path(), &["export", "--db", "s.duckdb", "--parquet", "pq"], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for (name, rows) in [("models", 3), ("evaluations", 54), ("runs", 18), ("model_stats", 6)] {
+        let f = std::fs::File::open(dir.path().join(format!("pq/{name}.parquet"))).unwrap();
+        let r = SerializedFileReader::new(f).unwrap();
+        assert_eq!(r.metadata().file_metadata().num_rows(), rows, "{name}");
+    }
+    let o = nasbench(dir.path(), &["export", "--db", "missing.duckdb", "--parquet", "pq"], None);
+    assert!(text(&o.stderr).contains("missing.duckdb: no such database"));
+}

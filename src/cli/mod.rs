@@ -2,6 +2,8 @@
 
 mod cell;
 mod demo;
+mod export;
+mod extension;
 mod fetch;
 mod generate;
 mod ingest;
@@ -43,9 +45,11 @@ enum Command {
     Demo(demo::Args),
     Ingest(ingest::Args),
     Sql(sql::Args),
+    Export(export::Args),
     Fetch(fetch::Args),
     Generate(generate::Args),
     Synth(synth::Args),
+    PackageExtension(extension::Args),
     Hash(cell::HashArgs),
     Prune(cell::PruneArgs),
 }
@@ -56,9 +60,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Ingest(a) => ingest::run(a),
         Command::Sql(a) => sql::run(a),
+        Command::Export(a) => export::run(a),
         Command::Fetch(a) => fetch::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::PackageExtension(a) => extension::run(a),
         Command::Hash(a) => cell::hash(a),
         Command::Prune(a) => cell::prune(a),
     }
