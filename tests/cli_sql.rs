@@ -187,15 +187,32 @@ fn export_writes_every_table_and_view() {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
-    let o = nasbench(dir.path(), &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"], None);
+    let o = nasbench(
+        dir.path(),
+        &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"],
+        None,
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = nasbench(dir.path(), &["export", "--db", "s.duckdb", "--parquet", "pq"], None);
+    let o = nasbench(
+        dir.path(),
+        &["export", "--db", "s.duckdb", "--parquet", "pq"],
+        None,
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
-    for (name, rows) in [("models", 3), ("evaluations", 54), ("runs", 18), ("model_stats", 6)] {
+    for (name, rows) in [
+        ("models", 3),
+        ("evaluations", 54),
+        ("runs", 18),
+        ("model_stats", 6),
+    ] {
         let f = std::fs::File::open(dir.path().join(format!("pq/{name}.parquet"))).unwrap();
         let r = SerializedFileReader::new(f).unwrap();
         assert_eq!(r.metadata().file_metadata().num_rows(), rows, "{name}");
     }
-    let o = nasbench(dir.path(), &["export", "--db", "missing.duckdb", "--parquet", "pq"], None);
+    let o = nasbench(
+        dir.path(),
+        &["export", "--db", "missing.duckdb", "--parquet", "pq"],
+        None,
+    );
     assert!(text(&o.stderr).contains("missing.duckdb: no such database"));
 }
