@@ -3,48 +3,12 @@
 //! Needs the project virtualenv `.venv` with `duckdb-cli` and `duckdb` from
 //! PyPI (`.ci/run` creates it); without it the test says SKIPPED and passes.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn venv_bin(name: &str) -> Option<PathBuf> {
-    let p = Path::new(ROOT).join(".venv/bin").join(name);
-    p.exists().then_some(p)
-}
-
-fn run(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Builds and packages the extension; returns the .duckdb_extension path.
-fn build_extension(dir: &Path) -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_nasbench"));
-    // <target>/<profile>/nasbench -> <target>/extension
-    let target = bin
-        .parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("extension"))
-        .unwrap();
-    run(Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(Path::new(ROOT).join("extension/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target));
-    let ext = dir.join("nasbench.duckdb_extension");
-    run(Command::new(bin)
-        .arg("package-extension")
-        .arg(target.join("release/libnasbench.so"))
-        .arg("-o")
-        .arg(&ext));
-    ext
-}
+use common::{ROOT, build_extension, run, venv_bin};
 
 #[test]
 fn extension_loads_into_the_stock_cli_and_python() {
@@ -55,7 +19,7 @@ fn extension_loads_into_the_stock_cli_and_python() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let ext = build_extension(dir.path());
+    let ext = build_extension(dir.path(), Path::new(env!("CARGO_BIN_EXE_nasbench")));
     let load = format!("LOAD '{}';", ext.display());
     let sample = Path::new(ROOT).join("tests/fixtures/graphs_sample.tsv");
 

@@ -1,7 +1,52 @@
 //! Helpers shared by the integration tests: fixtures and small constructors.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use nasbench::spec::ModelSpec;
+
+/// The repository root.
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A program of the project virtualenv `.venv` (made by `.ci/run`), if any.
+pub fn venv_bin(name: &str) -> Option<PathBuf> {
+    let p = Path::new(ROOT).join(".venv/bin").join(name);
+    p.exists().then_some(p)
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Builds the loadable extension (`extension/`, in `<target>/extension`)
+/// and packages it with `bin package-extension` into `dir`.
+pub fn build_extension(dir: &Path, bin: &Path) -> PathBuf {
+    let target = bin
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("extension"))
+        .unwrap();
+    run(Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(Path::new(ROOT).join("extension/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target));
+    let ext = dir.join("nasbench.duckdb_extension");
+    run(Command::new(bin)
+        .arg("package-extension")
+        .arg(target.join("release/libnasbench.so"))
+        .arg("-o")
+        .arg(&ext));
+    ext
+}
 
 /// One row of `tests/fixtures/graphs_sample.tsv` (a reference run of the
 /// original enumeration).

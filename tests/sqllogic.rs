@@ -1,0 +1,250 @@
+//! Runs the sqllogictest-style files under `tests/sql/` against the embedded DuckDB and, through the loadable extension, against the stock DuckDB CLI (when `.venv` has it).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{ROOT, build_extension, venv_bin};
+use duckdb::types::Value;
+use nasbench::db::{create_atomically, open};
+use nasbench::generate::NoProgress;
+use nasbench::ingest::{IngestOptions, ingest};
+
+/// One test record of a `.test` file.
+#[derive(Debug)]
+enum Record {
+    /// `require sample`: start from a database of the bundled sample.
+    Require(String),
+    /// `statement ok` / `statement error` (with a message substring).
+    Statement {
+        line: usize,
+        sql: String,
+        error: Option<String>,
+    },
+    /// `query`: the expected rows, columns tab-separated.
+    Query {
+        line: usize,
+        sql: String,
+        rows: Vec<String>,
+    },
+}
+
+fn parse(text: &str) -> Vec<Record> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i].trim_end();
+        i += 1;
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let head = i;
+        if let Some(what) = l.strip_prefix("require ") {
+            out.push(Record::Require(what.trim().to_string()));
+            continue;
+        }
+        // The SQL runs to `----` or a blank line.
+        let mut sql = Vec::new();
+        while i < lines.len() && !lines[i].trim().is_empty() && lines[i].trim() != "----" {
+            sql.push(lines[i]);
+            i += 1;
+        }
+        let mut expected = Vec::new();
+        if i < lines.len() && lines[i].trim() == "----" {
+            i += 1;
+            while i < lines.len() && !lines[i].trim().is_empty() {
+                expected.push(lines[i].to_string());
+                i += 1;
+            }
+        }
+        let sql = sql.join("\n");
+        match l {
+            "statement ok" => out.push(Record::Statement {
+                line: head,
+                sql,
+                error: None,
+            }),
+            "statement error" => out.push(Record::Statement {
+                line: head,
+                sql,
+                error: Some(expected.join("\n")),
+            }),
+            q if q.starts_with("query") => out.push(Record::Query {
+                line: head,
+                sql,
+                rows: expected,
+            }),
+            other => panic!("line {head}: unknown record {other:?}"),
+        }
+    }
+    out
+}
+
+/// Something that runs one statement and returns its rows as text.
+trait Engine {
+    fn run(&mut self, sql: &str) -> Result<Vec<String>, String>;
+}
+
+struct Embedded(duckdb::Connection);
+
+fn text(v: Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::TinyInt(x) => x.to_string(),
+        Value::SmallInt(x) => x.to_string(),
+        Value::Int(x) => x.to_string(),
+        Value::BigInt(x) => x.to_string(),
+        Value::HugeInt(x) => x.to_string(),
+        Value::Float(x) => x.to_string(),
+        Value::Double(x) => x.to_string(),
+        Value::Text(s) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+impl Engine for Embedded {
+    fn run(&mut self, sql: &str) -> Result<Vec<String>, String> {
+        let mut stmt = self.0.prepare(sql).map_err(|e| e.to_string())?;
+        let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            let n = row.as_ref().column_count();
+            let cols: Vec<String> = (0..n)
+                .map(|i| row.get::<_, Value>(i).map(text).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+            out.push(cols.join("\t"));
+        }
+        Ok(out)
+    }
+}
+
+/// The stock DuckDB CLI with the extension loaded, one process per statement.
+struct Cli {
+    cli: PathBuf,
+    db: PathBuf,
+    ext: PathBuf,
+}
+
+impl Engine for Cli {
+    fn run(&mut self, sql: &str) -> Result<Vec<String>, String> {
+        let o = Command::new(&self.cli)
+            .args([
+                "-unsigned",
+                "-list",
+                "-noheader",
+                "-separator",
+                "\t",
+                "-nullvalue",
+                "NULL",
+            ])
+            .arg(&self.db)
+            .arg("-c")
+            .arg(format!("LOAD '{}'; {sql}", self.ext.display()))
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        if !o.status.success() || stderr.contains("Error") {
+            return Err(stderr);
+        }
+        Ok(stdout.lines().map(str::to_string).collect())
+    }
+}
+
+fn sample_db(path: &Path) {
+    let file = path.with_extension("tfrecord");
+    std::fs::write(
+        &file,
+        include_bytes!("fixtures/nasbench_real_sample.tfrecord"),
+    )
+    .unwrap();
+    create_atomically(path, |conn| {
+        ingest(conn, &file, &IngestOptions::default(), &NoProgress)
+    })
+    .unwrap();
+}
+
+fn test_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("tests/sql"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    files
+}
+
+/// Runs every record; returns the failures.
+fn run_file(path: &Path, engine: &mut dyn Engine) -> Vec<String> {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let mut failures = Vec::new();
+    for r in parse(&std::fs::read_to_string(path).unwrap()) {
+        match r {
+            Record::Require(_) => {}
+            Record::Statement { line, sql, error } => match (engine.run(&sql), error) {
+                (Ok(_), None) => {}
+                (Err(e), Some(want)) if e.contains(&want) => {}
+                (got, want) => failures.push(format!(
+                    "{name}:{line}: expected {}, got {got:?}",
+                    want.map_or("success".to_string(), |w| format!("an error with {w:?}"))
+                )),
+            },
+            Record::Query { line, sql, rows } => match engine.run(&sql) {
+                Ok(got) if got == rows => {}
+                got => failures.push(format!("{name}:{line}: expected {rows:?}, got {got:?}")),
+            },
+        }
+    }
+    failures
+}
+
+fn needs_sample(path: &Path) -> bool {
+    parse(&std::fs::read_to_string(path).unwrap())
+        .iter()
+        .any(|r| matches!(r, Record::Require(w) if w == "sample"))
+}
+
+#[test]
+fn sql_tests_pass_in_the_embedded_duckdb() {
+    let mut failures = Vec::new();
+    for f in test_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.duckdb");
+        if needs_sample(&f) {
+            sample_db(&db);
+        }
+        let mut engine = Embedded(open(&db).unwrap());
+        failures.extend(run_file(&f, &mut engine));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn sql_tests_pass_in_the_stock_cli_with_the_extension() {
+    let Some(cli) = venv_bin("duckdb") else {
+        eprintln!(
+            "SKIPPED: no .venv/bin/duckdb (run .ci/run, or: python3 -m venv .venv && .venv/bin/pip install duckdb-cli duckdb)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ext = build_extension(dir.path(), Path::new(env!("CARGO_BIN_EXE_nasbench")));
+    let mut failures = Vec::new();
+    for (k, f) in test_files().iter().enumerate() {
+        let db = dir.path().join(format!("t{k}.duckdb"));
+        if needs_sample(f) {
+            sample_db(&db);
+        }
+        let mut engine = Cli {
+            cli: cli.clone(),
+            db,
+            ext: ext.clone(),
+        };
+        failures.extend(run_file(f, &mut engine));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
