@@ -154,6 +154,76 @@ impl Engine for Cli {
     }
 }
 
+/// Python's duckdb with the extension loaded: the statements of a file go
+/// to one Python process, which answers with a JSON list of results.
+fn python_results(
+    python: &Path,
+    db: &Path,
+    ext: &Path,
+    statements: &[String],
+) -> Vec<Result<Vec<String>, String>> {
+    const DRIVER: &str = r#"
+import duckdb, json, sys
+db, ext = sys.argv[1], sys.argv[2]
+con = duckdb.connect(db, config={"allow_unsigned_extensions": True})
+con.execute(f"LOAD '{ext}'")
+def text(v):
+    if v is None: return "NULL"
+    if isinstance(v, bool): return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)
+out = []
+for sql in json.load(sys.stdin):
+    try:
+        rows = con.execute(sql).fetchall()
+        out.append({"ok": ["	".join(text(v) for v in r) for r in rows]})
+    except Exception as e:
+        out.append({"error": str(e)})
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(python)
+        .args(["-c", DRIVER])
+        .arg(db)
+        .arg(ext)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), statements).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python driver failed");
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    v.into_iter()
+        .map(|r| match r.get("ok") {
+            Some(rows) => Ok(rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+                .collect()),
+            None => Err(r["error"].as_str().unwrap_or_default().to_string()),
+        })
+        .collect()
+}
+
+/// Replays precomputed results in order.
+struct Replay(std::vec::IntoIter<Result<Vec<String>, String>>);
+
+impl Engine for Replay {
+    fn run(&mut self, _: &str) -> Result<Vec<String>, String> {
+        self.0.next().unwrap_or_else(|| Err("no result".into()))
+    }
+}
+
+fn statements(path: &Path) -> Vec<String> {
+    parse(&std::fs::read_to_string(path).unwrap())
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Statement { sql, .. } | Record::Query { sql, .. } => Some(sql),
+            Record::Require(_) => None,
+        })
+        .collect()
+}
+
 fn sample_db(path: &Path) {
     let file = path.with_extension("tfrecord");
     std::fs::write(
@@ -224,8 +294,8 @@ fn sql_tests_pass_in_the_embedded_duckdb() {
 }
 
 #[test]
-fn sql_tests_pass_in_the_stock_cli_with_the_extension() {
-    let Some(cli) = venv_bin("duckdb") else {
+fn sql_tests_pass_in_the_stock_cli_and_python_with_the_extension() {
+    let (Some(cli), Some(python)) = (venv_bin("duckdb"), venv_bin("python")) else {
         eprintln!(
             "SKIPPED: no .venv/bin/duckdb (run .ci/run, or: python3 -m venv .venv && .venv/bin/pip install duckdb-cli duckdb)"
         );
@@ -244,7 +314,22 @@ fn sql_tests_pass_in_the_stock_cli_with_the_extension() {
             db,
             ext: ext.clone(),
         };
-        failures.extend(run_file(f, &mut engine));
+        failures.extend(
+            run_file(f, &mut engine)
+                .into_iter()
+                .map(|e| format!("CLI: {e}")),
+        );
+        let db = dir.path().join(format!("p{k}.duckdb"));
+        if needs_sample(f) {
+            sample_db(&db);
+        }
+        let results = python_results(&python, &db, &ext, &statements(f));
+        let mut engine = Replay(results.into_iter());
+        failures.extend(
+            run_file(f, &mut engine)
+                .into_iter()
+                .map(|e| format!("Python: {e}")),
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

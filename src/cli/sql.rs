@@ -230,6 +230,16 @@ fn shell(conn: &Connection, a: &Args) -> anyhow::Result<ExitCode> {
                 }
             };
             match query(conn, &sql) {
+                // Schemas print as plain SQL, as the DuckDB CLI does.
+                Ok(b) if trimmed.starts_with(".schema") => {
+                    for batch in &b {
+                        let col = batch.column(0);
+                        let sql = arrow::array::AsArray::as_string::<i32>(col.as_ref());
+                        for stmt in sql.iter().flatten() {
+                            println!("{stmt}");
+                        }
+                    }
+                }
                 Ok(b) => print(&b, a)?,
                 Err(e) => eprintln!("Error: {e}"),
             }
