@@ -51,6 +51,25 @@ fn one_shot_statements_and_formats() {
         Some("SELECT 1 AS a; -- a comment; with a semicolon\nSELECT 'x;y' AS b;"),
     );
     assert_eq!(text(&o.stdout), "{\"a\":1}\n{\"b\":\"x;y\"}\n");
+    // Parquet: the last result, read back by the parquet crate.
+    let o = nasbench(
+        dir.path(),
+        &[
+            "sql",
+            "--format",
+            "parquet",
+            "-o",
+            "r.parquet",
+            "-c",
+            "SELECT range AS i FROM range(1000)",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let f = std::fs::File::open(dir.path().join("r.parquet")).unwrap();
+    let r = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+    use parquet::file::reader::FileReader;
+    assert_eq!(r.metadata().file_metadata().num_rows(), 1000);
     // Errors are DuckDB's, with a non-zero exit.
     let o = nasbench(dir.path(), &["sql", "-c", "SELECT nope"], None);
     assert!(!o.status.success());

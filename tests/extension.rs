@@ -20,6 +20,13 @@ fn extension_loads_into_the_stock_cli_and_python() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ext = build_extension(dir.path(), Path::new(env!("CARGO_BIN_EXE_nasbench")));
+    // The extension runs inside the host's DuckDB: it must not carry a
+    // bundled one (which alone is over 50 MB).
+    let size = std::fs::metadata(&ext).unwrap().len();
+    assert!(
+        size < 40 << 20,
+        "{size} bytes: a bundled DuckDB was linked in"
+    );
     let load = format!("LOAD '{}';", ext.display());
     let sample = Path::new(ROOT).join("tests/fixtures/graphs_sample.tsv");
 
