@@ -76,6 +76,17 @@ pub fn write_atomically<T>(
     Ok(value)
 }
 
+/// The element field of an Arrow list (named `item`, nullable, as DuckDB and
+/// Arrow's builders name it).
+pub fn list_item(t: DataType) -> Arc<Field> {
+    Arc::new(Field::new("item", t, true))
+}
+
+/// An Arrow list of `t`.
+pub fn list_of(t: DataType) -> DataType {
+    DataType::List(list_item(t))
+}
+
 /// Schema of the generated search space (`nasbench generate`).
 pub fn cells_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -83,11 +94,7 @@ pub fn cells_schema() -> Arc<Schema> {
         Field::new("num_vertices", DataType::Int32, false),
         Field::new("num_edges", DataType::Int32, false),
         Field::new("adjacency", DataType::Utf8, false),
-        Field::new(
-            "ops",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        ),
+        Field::new("ops", list_of(DataType::Utf8), false),
         Field::new("trainable_parameters", DataType::Int64, false),
     ]))
 }
@@ -104,11 +111,7 @@ pub fn cells_batch(cells: &[Cell]) -> Result<RecordBatch, ExportError> {
         .iter()
         .map(|c| Some(c.graph.adjacency_bits()))
         .collect();
-    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Utf8,
-        true,
-    )));
+    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(list_item(DataType::Utf8));
     for c in cells {
         for op in c.graph.ops() {
             ops.values().append_value(op);

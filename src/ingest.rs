@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::db::{DbError, DuckDbContext, copy_to_parquet, create_schema, create_views};
+use crate::export::{list_item, list_of};
 use crate::generate::Progress;
 use crate::graph::{Matrix, ModelHash};
 use crate::lanes::{BatchScratch, LANES, hash_batch};
@@ -430,18 +431,13 @@ fn evaluations_batch(runs: &[Run<'_>]) -> Result<RecordBatch, arrow::error::Arro
 
 /// Schema of the `models` table as Arrow.
 pub fn models_schema() -> Arc<Schema> {
-    let item = |t| Arc::new(Field::new("item", t, true));
     Arc::new(Schema::new(vec![
         Field::new("hash", DataType::Utf8, false),
         Field::new("num_vertices", DataType::Int32, false),
         Field::new("num_edges", DataType::Int32, false),
         Field::new("adjacency", DataType::Utf8, false),
-        Field::new(
-            "matrix",
-            DataType::List(item(DataType::List(item(DataType::Int32)))),
-            false,
-        ),
-        Field::new("ops", DataType::List(item(DataType::Utf8)), false),
+        Field::new("matrix", list_of(list_of(DataType::Int32)), false),
+        Field::new("ops", list_of(DataType::Utf8), false),
         Field::new("trainable_parameters", DataType::Int64, true),
     ]))
 }
@@ -457,15 +453,15 @@ struct CheckedCell {
 }
 
 fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let item = |t| Arc::new(Field::new("item", t, true));
     let mut hash = StringBuilder::new();
     let mut nv = Int32Builder::new();
     let mut ne = Int32Builder::new();
     let mut adj = StringBuilder::new();
-    let mut matrix =
-        ListBuilder::new(ListBuilder::new(Int32Builder::new()).with_field(item(DataType::Int32)))
-            .with_field(item(DataType::List(item(DataType::Int32))));
-    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(item(DataType::Utf8));
+    let mut matrix = ListBuilder::new(
+        ListBuilder::new(Int32Builder::new()).with_field(list_item(DataType::Int32)),
+    )
+    .with_field(list_item(list_of(DataType::Int32)));
+    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(list_item(DataType::Utf8));
     let mut params = Int64Builder::new();
     for c in cells {
         hash.append_value(&c.entry.hash);

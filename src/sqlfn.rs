@@ -20,15 +20,12 @@ use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type};
 use duckdb::Connection;
 use duckdb::vscalar::{ArrowFunctionSignature, VArrowScalar};
 
+use crate::export::list_of;
 use crate::network::{NetworkConfig, trainable_parameters};
 use crate::parse::{parse_matrix, parse_ops};
 use crate::spec::{Domain, ModelSpec, OutOfDomain};
 
 type SqlResult<T> = Result<T, Box<dyn Error>>;
-
-fn list_of(t: DataType) -> DataType {
-    DataType::List(Arc::new(Field::new("item", t, true)))
-}
 
 /// The accepted argument types: matrix x ops.
 fn signatures(ret: DataType) -> Vec<ArrowFunctionSignature> {
