@@ -95,6 +95,7 @@ pub fn create_atomically<T, E: From<DbError>>(
         .suffix(".tmp")
         .tempdir_in(dir)
         .map_err(io_err(dir))?;
+    let _tracked = crate::cleanup::track(tmp.path());
     let tmp_db = tmp.path().join(&name);
     // Files readable by DuckDB 1.5 and later: the stock DuckDB CLI on PyPI
     // (1.5.6) opens what nasbench writes. (v1.2 storage also works but
@@ -169,6 +170,7 @@ pub fn copy_to_parquet(conn: &Connection, query: &str, path: &Path) -> Result<()
         .tempfile_in(dir)
         .map_err(io_err(dir))?
         .into_temp_path();
+    let _tracked = crate::cleanup::track(&tmp);
     let sql = format!(
         "COPY ({query}) TO {} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
         sql_literal(&tmp.to_string_lossy())

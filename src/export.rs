@@ -62,6 +62,7 @@ pub fn write_atomically<T>(
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io_err)?;
+    let _tracked = crate::cleanup::track(tmp.path());
     let value = write(tmp.as_file_mut())?;
     // Temporary files are created private (0600); the output is an ordinary file.
     #[cfg(unix)]

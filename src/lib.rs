@@ -12,6 +12,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cleanup;
 pub mod db;
 pub mod export;
 pub mod extension;

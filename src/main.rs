@@ -8,6 +8,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // Ctrl-C: remove half-written temporaries (earlier outputs were never
+    // touched: every output is renamed into place only when complete).
+    let _ = ctrlc::set_handler(|| {
+        nasbench::cleanup::remove_all();
+        eprintln!("interrupted; temporary files removed, earlier outputs unchanged");
+        std::process::exit(130);
+    });
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

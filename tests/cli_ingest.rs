@@ -327,3 +327,68 @@ fn fetch_rejects_a_wrong_checksum_and_keeps_nothing() {
         "nothing left behind"
     );
 }
+
+#[test]
+fn interrupted_ingest_leaves_no_temporaries_and_the_old_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("good.tfrecord"), SAMPLE).unwrap();
+    assert!(
+        nasbench(d, &["ingest", "-q", "good.tfrecord", "--db", "i.duckdb"])
+            .status
+            .success()
+    );
+    let before = std::fs::read(d.join("i.duckdb")).unwrap();
+    // A file large enough that the ingest is still running when interrupted.
+    let o = nasbench(
+        d,
+        &[
+            "synth",
+            "--full",
+            "--cells",
+            "30000",
+            "-q",
+            "-o",
+            "big.tfrecord",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let child = Command::new(env!("CARGO_BIN_EXE_nasbench"))
+        .current_dir(d)
+        .args(["ingest", "-q", "big.tfrecord", "--db", "i.duckdb"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the temporary database exists, then send SIGINT.
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(d)
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+    {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no temporary database appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(d.join("i.duckdb")).unwrap(), before);
+    let left: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporaries left: {left:?}");
+}
