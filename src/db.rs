@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
 
+use crate::export::{make_readable, parent_dir};
+
 /// `sql/schema.sql`: the tables `models` and `evaluations`.
 pub const SCHEMA_SQL: &str = include_str!("../sql/schema.sql");
 /// `sql/views.sql`: the views `runs` and `model_stats`.
@@ -66,13 +68,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
     move |source| DbError::Io {
         path: path.display().to_string(),
         source,
-    }
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
     }
 }
 
@@ -177,12 +172,7 @@ pub fn copy_to_parquet(conn: &Connection, query: &str, path: &Path) -> Result<()
     );
     conn.execute_batch(&sql)
         .during(format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-            .map_err(io_err(path))?;
-    }
+    make_readable(&tmp).map_err(io_err(path))?;
     tmp.persist(path).map_err(|e| DbError::Io {
         path: path.display().to_string(),
         source: e.error,

@@ -38,6 +38,28 @@ pub enum ExportError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
+/// The directory `path` lies in (`.` for a bare file name): where its
+/// temporary goes, so that the final rename stays on one file system.
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Temporary files are created private (0600); an output is an ordinary
+/// readable file (0644). Nothing to do off Unix.
+pub(crate) fn make_readable(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Writes `path` through a temporary file in the same directory, renamed
 /// into place only when `write` succeeds: a failed or interrupted run leaves
 /// any earlier file untouched.
@@ -49,10 +71,7 @@ pub fn write_atomically<T>(
         path: path.display().to_string(),
         source,
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -64,14 +83,7 @@ pub fn write_atomically<T>(
         .map_err(io_err)?;
     let _tracked = crate::cleanup::track(tmp.path());
     let value = write(tmp.as_file_mut())?;
-    // Temporary files are created private (0600); the output is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(io_err)?;
-    }
+    make_readable(tmp.path()).map_err(io_err)?;
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(value)
