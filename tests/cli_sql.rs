@@ -28,6 +28,19 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A temporary directory holding `s.duckdb`, the bundled sample ingested by the binary.
+fn sample_db() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
+    let o = nasbench(
+        dir.path(),
+        &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    dir
+}
+
 #[test]
 fn one_shot_statements_and_formats() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,14 +91,7 @@ fn one_shot_statements_and_formats() {
 
 #[test]
 fn ranking_query_returns_the_real_cells_in_order_with_their_means() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
-    let o = nasbench(
-        dir.path(),
-        &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"],
-        None,
-    );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let dir = sample_db();
     let ranking = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/ranking.sql");
     let o = nasbench(
         dir.path(),
@@ -129,14 +135,7 @@ fn ranking_query_returns_the_real_cells_in_order_with_their_means() {
 
 #[test]
 fn every_example_runs_and_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
-    let o = nasbench(
-        dir.path(),
-        &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"],
-        None,
-    );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let dir = sample_db();
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/examples.sql");
     let o = nasbench(
         dir.path(),
@@ -204,14 +203,7 @@ fn every_example_runs_and_answers() {
 #[test]
 fn export_writes_every_table_and_view() {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.tfrecord"), SAMPLE).unwrap();
-    let o = nasbench(
-        dir.path(),
-        &["ingest", "-q", "s.tfrecord", "--db", "s.duckdb"],
-        None,
-    );
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let dir = sample_db();
     let o = nasbench(
         dir.path(),
         &["export", "--db", "s.duckdb", "--parquet", "pq"],
