@@ -30,3 +30,14 @@ CREATE TABLE evaluations (
     source              VARCHAR NOT NULL   -- 'nasbench-101', 'synthetic', or a training run id
 );
 -- Absent proto2 fields are NULL, never 0.
+
+-- Where the data came from: one row per ingested file.
+CREATE TABLE ingests (
+    file         VARCHAR NOT NULL,   -- the file, as given to nasbench ingest
+    bytes        BIGINT NOT NULL,
+    records      BIGINT NOT NULL,    -- records read (skipped ones included)
+    budget_order INTEGER[] NOT NULL, -- budgets in order of first appearance in the file
+                                     -- (the original API prints its set of budgets in
+                                     -- an order that depends on it)
+    ingested_at  TIMESTAMP NOT NULL
+);

@@ -98,6 +98,26 @@ pub struct LabeledGraph {
 }
 
 impl LabeledGraph {
+    /// A cell given by its matrix and hash labels (-1 input, op index,
+    /// -2 output); `None` when it has more than [`MAX_VERTICES`] vertices,
+    /// an edge out of range, or a label outside the dataset's.
+    pub fn from_parts(matrix: &Matrix, labels: &[i64]) -> Option<LabeledGraph> {
+        let n = matrix.n();
+        if n > MAX_VERTICES || labels.len() != n {
+            return None;
+        }
+        let mut g = LabeledGraph {
+            n: n as u8,
+            rows: [0; MAX_VERTICES],
+            labels: [0; MAX_VERTICES],
+        };
+        for (v, (&row, &label)) in matrix.rows().iter().zip(labels).enumerate() {
+            g.rows[v] = u8::try_from(row).ok()?;
+            g.labels[v] = i8::try_from(label).ok().filter(|l| (-2..=2).contains(l))?;
+        }
+        Some(g)
+    }
+
     /// Number of edges.
     pub fn num_edges(&self) -> usize {
         self.rows[..self.n as usize]
@@ -321,6 +341,41 @@ fn labeled(shape: &Shape, mut index: u64) -> LabeledGraph {
         rows: shape.rows,
         labels,
     }
+}
+
+/// The permutations of the interior vertices for each vertex count, built once.
+fn cached_interior_perms(n: usize) -> &'static [[u8; MAX_VERTICES]] {
+    static PERMS: std::sync::OnceLock<Vec<Vec<[u8; MAX_VERTICES]>>> = std::sync::OnceLock::new();
+    let all = PERMS.get_or_init(|| (0..=MAX_VERTICES).map(interior_perms).collect());
+    all.get(n).map_or(&[], Vec::as_slice)
+}
+
+/// Canonical key of one labeled graph, equal to the key the enumeration
+/// gives it: two graphs of the space have the same key iff they are
+/// isomorphic (input and output fixed). Interior labels must be op indices
+/// (0..=2). At most 120 interior permutations, bit operations only, so it is
+/// far cheaper than the MD5 hash.
+pub fn canonical_key(g: &LabeledGraph) -> u64 {
+    let n = (g.n as usize).min(MAX_VERTICES);
+    let mut best_adj = u64::MAX;
+    let mut best_lab = u64::MAX;
+    for p in cached_interior_perms(n) {
+        let adj = adj_code(&g.rows, n, p);
+        if adj > best_adj {
+            continue;
+        }
+        let mut lab = 0u64;
+        for (&label, &pv) in g.labels.iter().zip(p).take(n.saturating_sub(1)).skip(1) {
+            lab |= u64::from(label as u8 & 3) << (2 * (n - 2 - pv as usize));
+        }
+        if adj < best_adj {
+            best_adj = adj;
+            best_lab = lab;
+        } else {
+            best_lab = best_lab.min(lab);
+        }
+    }
+    ((n as u64) << 59) | (best_adj << 10) | best_lab
 }
 
 /// Canonical key of every labeling of `shape`, in order: equal keys iff the
@@ -568,4 +623,42 @@ fn verify(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `canonical_key` of each labeled graph equals the key the enumeration
+    /// computes for it, for every labeling of every shape with up to 5
+    /// vertices and a sample of the larger shapes.
+    #[test]
+    fn canonical_key_matches_enumeration_keys() {
+        for n in 2..=MAX_VERTICES {
+            let perms = interior_perms(n);
+            let found = shapes_for(n, 9);
+            let step = if n <= 5 { 1 } else { 97 };
+            for rows in found.into_iter().step_by(step) {
+                let codes: Vec<u64> = perms.iter().map(|p| adj_code(&rows, n, p)).collect();
+                let min_adj = codes.iter().copied().min().unwrap_or(0);
+                let best_perms = perms
+                    .iter()
+                    .zip(&codes)
+                    .filter(|&(_, &c)| c == min_adj)
+                    .map(|(p, _)| *p)
+                    .collect();
+                let shape = Shape {
+                    n,
+                    rows,
+                    min_adj,
+                    best_perms,
+                    offset: 0,
+                };
+                for (i, key) in canonical_keys(&shape).into_iter().enumerate() {
+                    let g = labeled(&shape, i as u64);
+                    assert_eq!(canonical_key(&g), key, "{g:?}");
+                }
+            }
+        }
+    }
 }

@@ -159,6 +159,8 @@ pub struct Summary {
     pub evaluations: u64,
     /// Budgets (epochs) present, ascending.
     pub budgets: Vec<i32>,
+    /// Budgets in order of first appearance in the file.
+    pub budget_order: Vec<i32>,
     /// Runs whose rows are marked synthetic.
     pub synthetic_runs: u64,
     /// Number of skipped records.
@@ -245,6 +247,7 @@ struct Collector {
     repeats: FxHashMap<(u128, i32), u32>,
     cells: FxHashMap<u128, CellEntry>,
     budgets: BTreeSet<i32>,
+    budget_order: Vec<i32>,
     records: u64,
     runs: u64,
     evaluations: u64,
@@ -267,7 +270,9 @@ impl Collector {
         let n = self.repeats.entry((run.key, run.epochs)).or_insert(0);
         *n += 1;
         run.repeat = *n as i32;
-        self.budgets.insert(run.epochs);
+        if self.budgets.insert(run.epochs) {
+            self.budget_order.push(run.epochs);
+        }
         self.runs += 1;
         self.evaluations += run.metrics.evaluation_data.len() as u64;
         self.synthetic_runs += u64::from(run.synthetic);
@@ -781,6 +786,7 @@ fn finish(
         repeats,
         cells,
         budgets,
+        budget_order,
         records,
         runs,
         evaluations,
@@ -860,6 +866,15 @@ fn finish(
     let cells = checked.len() as u64 - anomalies.hash_mismatches;
     trace("models appended", start);
     create_views(conn)?;
+    let order: Vec<String> = budget_order.iter().map(i32::to_string).collect();
+    conn.execute(
+        &format!(
+            "INSERT INTO ingests VALUES (?, ?, ?, [{}]::INTEGER[], now()::TIMESTAMP)",
+            order.join(", ")
+        ),
+        duckdb::params![name, bytes as i64, records as i64],
+    )
+    .during("recording the ingest")?;
 
     // Anomalies from the repeat counters.
     let mut budgets_per_cell: FxHashMap<u128, u32> = FxHashMap::default();
@@ -892,6 +907,7 @@ fn finish(
         runs,
         evaluations,
         budgets: budgets.into_iter().collect(),
+        budget_order,
         synthetic_runs,
         skipped,
         skipped_examples,
@@ -927,7 +943,8 @@ fn delete_cells(conn: &Connection, hashes: &[String]) -> Result<(), DbError> {
 }
 
 /// Writes `models.parquet` and `evaluations.parquet` into `dir` (zstd, sorted
-/// by hash so that row-group statistics prune point lookups).
+/// by hash so that row-group statistics prune point lookups), and
+/// `ingests.parquet`.
 pub fn export_parquet(conn: &Connection, dir: &Path) -> Result<(), DbError> {
     std::fs::create_dir_all(dir).map_err(|source| DbError::Io {
         path: dir.display().to_string(),
@@ -942,5 +959,6 @@ pub fn export_parquet(conn: &Connection, dir: &Path) -> Result<(), DbError> {
         conn,
         "SELECT * FROM evaluations ORDER BY hash, epochs, repeat, point",
         &dir.join("evaluations.parquet"),
-    )
+    )?;
+    copy_to_parquet(conn, "SELECT * FROM ingests", &dir.join("ingests.parquet"))
 }

@@ -12,6 +12,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cleanup;
 pub mod db;
 pub mod export;
@@ -33,3 +34,11 @@ pub mod tfrecord;
 pub use graph::{Matrix, ModelHash};
 pub use network::NetworkConfig;
 pub use spec::{Domain, ModelSpec, OutOfDomain, SpecError};
+
+/// Peak resident memory of this process, from /proc (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -15,7 +15,14 @@ fn main() -> ExitCode {
         eprintln!("interrupted; temporary files removed, earlier outputs unchanged");
         std::process::exit(130);
     });
-    match cli::run(args) {
+    let result = cli::run(args);
+    // For benchmarks: the peak memory of the whole command.
+    if std::env::var_os("NASBENCH_PEAK_RSS").is_some()
+        && let Some(rss) = nasbench::peak_rss_bytes()
+    {
+        eprintln!("peak_rss_bytes={rss}");
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`nasbench ... | head`) is not an error.

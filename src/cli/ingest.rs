@@ -92,17 +92,9 @@ pub fn ingest_file(file: &Path, out: &OutArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Peak resident memory of this process, from /proc (Linux only).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// Prints an ingest summary: text on stderr, or JSON on stdout.
 pub fn report(s: &Summary, db: &Path, parquet: Option<&Path>, as_json: bool) -> anyhow::Result<()> {
-    let rss = peak_rss_bytes();
+    let rss = nasbench::peak_rss_bytes();
     if as_json {
         let a = &s.anomalies;
         let v = json!({

@@ -8,6 +8,7 @@ mod fetch;
 mod generate;
 mod ingest;
 mod progress;
+mod query;
 mod sql;
 mod synth;
 
@@ -50,6 +51,7 @@ enum Command {
     Generate(generate::Args),
     Synth(synth::Args),
     PackageExtension(extension::Args),
+    Query(query::Args),
     Hash(cell::HashArgs),
     Prune(cell::PruneArgs),
 }
@@ -65,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(a) => generate::run(a),
         Command::Synth(a) => synth::run(a),
         Command::PackageExtension(a) => extension::run(a),
+        Command::Query(a) => query::run(a),
         Command::Hash(a) => cell::hash(a),
         Command::Prune(a) => cell::prune(a),
     }

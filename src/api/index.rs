@@ -1,0 +1,680 @@
+//! The in-memory query index: the dataset's cells and runs as flat columnar arrays in one file, memory-mapped.
+//!
+//! Reading 15 million evaluation rows out of DuckDB takes seconds, so the
+//! first in-memory open builds this file beside the source (`<db>.qidx`,
+//! or `query.qidx` in a Parquet directory) and later opens map it in
+//! milliseconds. It is rebuilt whenever the source's files change size or
+//! modification time. Layout (little-endian, every section 8-aligned):
+//!
+//! ```text
+//! "NBQIDX01" | u64 header length | JSON header | pad
+//! hashes   [n][16]  big-endian MD5 bytes, sorted (= hex order)
+//! cells    [n][32]  vertices, 7 row masks, 7 labels (i8), pad,
+//!                   trainable parameters (i64, i64::MIN = NULL),
+//!                   repeats present per budget (8 x u8)
+//! metrics  [n][b][r][8]f64  halfway then final (time, train, valid, test),
+//!                   NaN = NULL; 64-aligned, so one run is one cache line
+//! keys     [n]u64   canonical keys (generate::canonical_key), sorted
+//! key_cell [n]u32   the cell of each key (pad)
+//! ```
+//!
+//! No per-cell heap objects: a lookup is a bucketed search over the mapped
+//! hashes (or a binary search over the keys), and the answer is read in
+//! place: one cell record and one run, a cache line each.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
+use duckdb::Connection;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, DATASET_SOURCES_SQL, FixedStats, Point, RunMetrics};
+use crate::db::DuckDbContext;
+use crate::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
+use crate::graph::{Matrix, ModelHash};
+use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
+
+const MAGIC: &[u8; 8] = b"NBQIDX01";
+/// Values per run: halfway then final (training time, train, validation, test).
+const VALUES: usize = 8;
+/// Bytes of a cell record.
+const CELL_BYTES: usize = 32;
+/// Most budgets a cell record counts repeats for.
+const MAX_BUDGETS: usize = 8;
+
+/// One file the index was built from, as it was then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Path as given.
+    pub path: String,
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: u128,
+}
+
+impl SourceFile {
+    /// The current state of `path`.
+    pub fn of(path: &Path) -> Result<SourceFile, ApiError> {
+        let meta = std::fs::metadata(path).map_err(|e| ApiError::io(path, e))?;
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Ok(SourceFile {
+            path: path.display().to_string(),
+            len: meta.len(),
+            mtime_ns,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Header {
+    cells: usize,
+    budgets: Vec<u32>,
+    /// The budgets in the order they first appear in the data.
+    budget_order: Vec<u32>,
+    repeats: usize,
+    /// Whether every cell has its own canonical key (true for the
+    /// NAS-Bench-101 space); when false, lookups by spec hash with MD5.
+    keys_unique: bool,
+    source: Vec<SourceFile>,
+}
+
+/// Byte offsets of the sections.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    hashes: usize,
+    cells: usize,
+    metrics: usize,
+    keys: usize,
+    key_cells: usize,
+    end: usize,
+}
+
+fn align8(x: usize) -> usize {
+    x.div_ceil(8) * 8
+}
+
+impl Layout {
+    fn new(start: usize, h: &Header) -> Layout {
+        let (n, b, r) = (h.cells, h.budgets.len(), h.repeats);
+        let hashes = align8(start);
+        let cells = hashes + n * 16;
+        let metrics = (cells + n * CELL_BYTES).div_ceil(64) * 64;
+        let keys = metrics + n * b * r * VALUES * 8;
+        let key_cells = keys + n * 8;
+        let end = align8(key_cells + n * 4);
+        Layout {
+            hashes,
+            cells,
+            metrics,
+            keys,
+            key_cells,
+            end,
+        }
+    }
+}
+
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// The dataset's cells and runs as flat arrays (see the module docs).
+pub struct Index {
+    bytes: Bytes,
+    header: Header,
+    layout: Layout,
+    /// `bucket[k]..bucket[k + 1]`: the cells whose hash starts with the
+    /// 16-bit prefix `k`.
+    bucket: Vec<u32>,
+    /// Where the index was read from or written to (`None`: memory only).
+    pub path: Option<PathBuf>,
+    /// Whether this open built it (rather than mapping a fresh file).
+    pub built: bool,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("cells", &self.header.cells)
+            .field("budgets", &self.header.budgets)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[o..o + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn f64_at(b: &[u8], o: usize) -> Option<f64> {
+    let v = f64::from_bits(u64_at(b, o));
+    (!v.is_nan()).then_some(v)
+}
+
+impl Index {
+    /// Maps the index at `path` if it exists and was built from exactly
+    /// `source` (same files, sizes and modification times); `Ok(None)`
+    /// when it is missing, stale, or unreadable as an index. Mapping is
+    /// instant; pages are read on first touch and shared through the page
+    /// cache between processes.
+    pub fn open_fresh(path: &Path, source: &[SourceFile]) -> Result<Option<Index>, ApiError> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ApiError::io(path, e)),
+        };
+        // SAFETY: the index is only ever replaced by rename (never written
+        // in place), so the mapped file does not change under us.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ApiError::io(path, e))?;
+        let bytes = Bytes::Mapped(map);
+        match Index::from_bytes(bytes) {
+            Some(mut ix) if ix.header.source == source => {
+                ix.path = Some(path.to_path_buf());
+                Ok(Some(ix))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn from_bytes(bytes: Bytes) -> Option<Index> {
+        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+            return None;
+        }
+        let hlen = usize::try_from(u64_at(&bytes, 8)).ok()?;
+        let header: Header =
+            serde_json::from_slice(bytes.get(16..16usize.checked_add(hlen)?)?).ok()?;
+        let layout = Layout::new(16 + hlen, &header);
+        if bytes.len() != layout.end {
+            return None;
+        }
+        let mut ix = Index {
+            bytes,
+            header,
+            layout,
+            bucket: Vec::new(),
+            path: None,
+            built: false,
+        };
+        ix.bucket = ix.make_buckets();
+        Some(ix)
+    }
+
+    fn make_buckets(&self) -> Vec<u32> {
+        let mut bucket = vec![0u32; 65537];
+        let mut k = 0usize;
+        for i in 0..self.header.cells {
+            let o = self.layout.hashes + i * 16;
+            let prefix = usize::from(self.bytes[o]) << 8 | usize::from(self.bytes[o + 1]);
+            while k <= prefix {
+                bucket[k] = i as u32;
+                k += 1;
+            }
+        }
+        while k <= 65536 {
+            bucket[k] = self.header.cells as u32;
+            k += 1;
+        }
+        bucket
+    }
+
+    /// Builds the index from a connection whose `models` and `evaluations`
+    /// hold a dataset, stamps it with `source`, and writes it to `path`
+    /// (temporary name, then rename). If writing fails the index still
+    /// works from memory, and `path` is `None`.
+    pub fn build(
+        conn: &Connection,
+        source: Vec<SourceFile>,
+        path: Option<&Path>,
+    ) -> Result<Index, ApiError> {
+        let bytes = build_bytes(conn, source)?;
+        let written = path.and_then(|p| {
+            crate::export::write_atomically(p, |f| {
+                f.write_all(&bytes)
+                    .map_err(|source| crate::export::ExportError::Io {
+                        path: p.display().to_string(),
+                        source,
+                    })
+            })
+            .ok()
+            .map(|_| p.to_path_buf())
+        });
+        let mut ix = Index::from_bytes(Bytes::Owned(bytes)).ok_or_else(|| ApiError::Index {
+            path: String::from("(memory)"),
+            message: "built index does not read back".into(),
+        })?;
+        ix.path = written;
+        ix.built = true;
+        Ok(ix)
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.header.cells
+    }
+
+    /// Whether there are no cells.
+    pub fn is_empty(&self) -> bool {
+        self.header.cells == 0
+    }
+
+    /// Budgets present, ascending.
+    pub fn budgets(&self) -> &[u32] {
+        &self.header.budgets
+    }
+
+    /// Budgets in the order they first appear in the data.
+    pub fn budget_order(&self) -> &[u32] {
+        &self.header.budget_order
+    }
+
+    /// Most repeats of any (cell, budget).
+    pub fn repeats(&self) -> usize {
+        self.header.repeats
+    }
+
+    /// Position of `epochs` among the budgets.
+    pub fn budget_index(&self, epochs: u32) -> Option<usize> {
+        self.header.budgets.iter().position(|&e| e == epochs)
+    }
+
+    /// Whether lookups by canonical key are exact (see [`Header`]).
+    pub fn keys_unique(&self) -> bool {
+        self.header.keys_unique
+    }
+
+    /// The hash of cell `i`.
+    pub fn hash(&self, i: usize) -> ModelHash {
+        let o = self.layout.hashes + i * 16;
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&self.bytes[o..o + 16]);
+        ModelHash(h)
+    }
+
+    /// The cell with `hash`.
+    pub fn find_hash(&self, hash: &ModelHash) -> Option<usize> {
+        let prefix = usize::from(hash.0[0]) << 8 | usize::from(hash.0[1]);
+        let (lo, hi) = (
+            self.bucket[prefix] as usize,
+            self.bucket[prefix + 1] as usize,
+        );
+        let base = self.layout.hashes;
+        let slice = &self.bytes[base + lo * 16..base + hi * 16];
+        slice
+            .chunks_exact(16)
+            .position(|c| c == hash.0)
+            .map(|p| lo + p)
+    }
+
+    /// The cell whose canonical key is `key`.
+    pub fn find_key(&self, key: u64) -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, self.header.cells);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let k = u64_at(&self.bytes, self.layout.keys + mid * 8);
+            if k < key {
+                lo = mid + 1;
+            } else if k > key {
+                hi = mid;
+            } else {
+                let o = self.layout.key_cells + mid * 4;
+                let mut a = [0u8; 4];
+                a.copy_from_slice(&self.bytes[o..o + 4]);
+                return Some(u32::from_le_bytes(a) as usize);
+            }
+        }
+        None
+    }
+
+    /// The stored form of cell `i`.
+    pub fn fixed(&self, i: usize) -> FixedStats {
+        let o = self.layout.cells + i * CELL_BYTES;
+        let b = &self.bytes[o..o + 16];
+        let mut graph = LabeledGraph {
+            n: b[0],
+            rows: [0; MAX_VERTICES],
+            labels: [0; MAX_VERTICES],
+        };
+        graph.rows.copy_from_slice(&b[1..8]);
+        for (l, &x) in graph.labels.iter_mut().zip(&b[8..15]) {
+            *l = x as i8;
+        }
+        let p = u64_at(&self.bytes, o + 16) as i64;
+        FixedStats {
+            hash: self.hash(i),
+            graph,
+            trainable_parameters: (p != i64::MIN).then_some(p),
+        }
+    }
+
+    /// Repeats of cell `i` at budget index `b`.
+    pub fn repeat_count(&self, i: usize, b: usize) -> usize {
+        usize::from(self.bytes[self.layout.cells + i * CELL_BYTES + 24 + b])
+    }
+
+    /// Run `r` (0-based, file order) of cell `i` at budget index `b`.
+    pub fn run(&self, i: usize, b: usize, r: usize) -> Option<RunMetrics> {
+        if r >= self.repeat_count(i, b) {
+            return None;
+        }
+        let nb = self.header.budgets.len();
+        let o = self.layout.metrics + (((i * nb + b) * self.header.repeats + r) * VALUES) * 8;
+        let point = |k: usize| Point {
+            training_time: f64_at(&self.bytes, o + k * 32),
+            train_accuracy: f64_at(&self.bytes, o + k * 32 + 8),
+            validation_accuracy: f64_at(&self.bytes, o + k * 32 + 16),
+            test_accuracy: f64_at(&self.bytes, o + k * 32 + 24),
+        };
+        Some(RunMetrics {
+            halfway: point(0),
+            last: point(1),
+        })
+    }
+}
+
+/// The string column `name` of `batch` as UTF-8 (DuckDB may hand out
+/// views or large strings).
+fn strings(batch: &RecordBatch, name: &str) -> Result<Arc<dyn Array>, ApiError> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| ApiError::Schema(format!("query result lacks column {name}")))?;
+    arrow::compute::cast(col, &DataType::Utf8)
+        .map_err(|e| ApiError::Schema(format!("column {name}: {e}")))
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>, ApiError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| ApiError::Schema(format!("query result lacks column {name}")))
+}
+
+fn cast(col: &Arc<dyn Array>, to: &DataType, name: &str) -> Result<Arc<dyn Array>, ApiError> {
+    arrow::compute::cast(col, to).map_err(|e| ApiError::Schema(format!("column {name}: {e}")))
+}
+
+/// Converts a stored cell (bit string, op names) to the index's form.
+pub(crate) fn graph_of(
+    hash: &str,
+    adjacency: &str,
+    ops: &[&str],
+) -> Result<LabeledGraph, ApiError> {
+    let bad = |why: &str| ApiError::Schema(format!("cell {hash}: {why}"));
+    let n = ops.len();
+    if n > MAX_VERTICES || adjacency.len() != n * n {
+        return Err(bad(
+            "more than 7 vertices or an adjacency string of the wrong length",
+        ));
+    }
+    let mut m = Matrix::zeros(n);
+    for (k, c) in adjacency.bytes().enumerate() {
+        match c {
+            b'0' => {}
+            b'1' => m.set(k / n, k % n, true),
+            _ => return Err(bad("adjacency is not a 0/1 string")),
+        }
+    }
+    let labels: Vec<i64> = ops
+        .iter()
+        .map(|&op| match op {
+            INPUT => Some(INPUT_LABEL),
+            OUTPUT => Some(OUTPUT_LABEL),
+            _ => CANONICAL_OPS
+                .iter()
+                .position(|c| *c == op)
+                .map(|p| p as i64),
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad("an op outside the dataset's"))?;
+    LabeledGraph::from_parts(&m, &labels).ok_or_else(|| bad("not a NAS-Bench-101 cell"))
+}
+
+fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, ApiError> {
+    // Budgets and repeats.
+    let what = "reading the budgets";
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT epochs, max(repeat) FROM evaluations \
+             WHERE source IN {DATASET_SOURCES_SQL} GROUP BY epochs ORDER BY epochs"
+        ))
+        .during(what)?;
+    let mut budgets = Vec::new();
+    let mut repeats = 0usize;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .during(what)?;
+    for row in rows {
+        let (e, r) = row.during(what)?;
+        budgets.push(u32::try_from(e).map_err(|_| ApiError::Schema(format!("epochs {e}")))?);
+        repeats = repeats.max(usize::try_from(r).unwrap_or(0).min(255));
+    }
+    if budgets.len() > MAX_BUDGETS {
+        return Err(ApiError::Schema(format!(
+            "{} budgets; the query index holds at most {MAX_BUDGETS}",
+            budgets.len()
+        )));
+    }
+    let budget_order = super::lazy::budget_order(conn, &budgets)?;
+
+    // A build scans everything: use every core (lookups use one).
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    conn.execute_batch(&format!("SET threads = {threads}"))
+        .during("configuring DuckDB")?;
+
+    // Cells, in hash order (the cell numbers of the evaluations query).
+    let mut cells: Vec<([u8; 16], LabeledGraph, i64)> = Vec::new();
+    let mut stmt = conn
+        .prepare("SELECT hash, adjacency, ops, trainable_parameters FROM models ORDER BY hash")
+        .during("reading models")?;
+    for batch in stmt.stream_arrow([]).during("reading models")? {
+        let batch = batch.during("reading models")?;
+        let hashes = strings(&batch, "hash")?;
+        let hashes = hashes.as_string::<i32>();
+        let adj = strings(&batch, "adjacency")?;
+        let adj = adj.as_string::<i32>();
+        let ops = column(&batch, "ops")?;
+        let ops = cast(
+            ops,
+            &DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
+                DataType::Utf8,
+                true,
+            ))),
+            "ops",
+        )?;
+        let ops = ops.as_list::<i32>();
+        let params = cast(
+            column(&batch, "trainable_parameters")?,
+            &DataType::Int64,
+            "trainable_parameters",
+        )?;
+        let params = params.as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let h = hashes.value(i);
+            let hash: ModelHash = h
+                .parse()
+                .map_err(|_| ApiError::Schema(format!("models: bad hash {h:?}")))?;
+            let names = ops.value(i);
+            let names = names.as_string::<i32>();
+            let names: Vec<&str> = (0..names.len()).map(|k| names.value(k)).collect();
+            let graph = graph_of(h, adj.value(i), &names)?;
+            let p = if params.is_null(i) {
+                i64::MIN
+            } else {
+                params.value(i)
+            };
+            cells.push((hash.0, graph, p));
+        }
+    }
+    // Lower-case hex sorts like the bytes; anything else would break the
+    // cell numbering below.
+    if let Some(w) = cells.windows(2).find(|w| w[0].0 >= w[1].0) {
+        return Err(ApiError::Schema(format!(
+            "models: hash {} repeated or not lower-case hex",
+            ModelHash(w[1].0)
+        )));
+    }
+
+    let mut keyed: Vec<(u64, u32)> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (canonical_key(&c.1), i as u32))
+        .collect();
+    keyed.sort_unstable();
+    let keys_unique = keyed.windows(2).all(|w| w[0].0 != w[1].0);
+
+    let header = Header {
+        cells: cells.len(),
+        budgets,
+        budget_order,
+        repeats,
+        keys_unique,
+        source,
+    };
+    let json = serde_json::to_vec(&header).map_err(|e| ApiError::Schema(e.to_string()))?;
+    let layout = Layout::new(16 + json.len(), &header);
+    let mut out = vec![0u8; layout.end];
+    out[..8].copy_from_slice(MAGIC);
+    out[8..16].copy_from_slice(&(json.len() as u64).to_le_bytes());
+    out[16..16 + json.len()].copy_from_slice(&json);
+    for (i, (h, g, p)) in cells.iter().enumerate() {
+        out[layout.hashes + i * 16..][..16].copy_from_slice(h);
+        let o = layout.cells + i * CELL_BYTES;
+        out[o] = g.n;
+        out[o + 1..o + 8].copy_from_slice(&g.rows);
+        for (k, &l) in g.labels.iter().enumerate() {
+            out[o + 8 + k] = l as u8;
+        }
+        out[o + 16..o + 24].copy_from_slice(&p.to_le_bytes());
+    }
+    for (k, &(key, cell)) in keyed.iter().enumerate() {
+        out[layout.keys + k * 8..][..8].copy_from_slice(&key.to_le_bytes());
+        out[layout.key_cells + k * 4..][..4].copy_from_slice(&cell.to_le_bytes());
+    }
+    let nan = f64::NAN.to_le_bytes();
+    for chunk in out[layout.metrics..layout.keys].chunks_exact_mut(8) {
+        chunk.copy_from_slice(&nan);
+    }
+
+    // Runs: halfway and final points of every dataset run, each row with
+    // its cell number (the join runs inside DuckDB, in parallel).
+    let nb = header.budgets.len();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT m.cell, e.epochs, e.repeat, e.point, e.training_time, e.train_accuracy, \
+             e.validation_accuracy, e.test_accuracy \
+             FROM evaluations e LEFT JOIN \
+             (SELECT hash, (row_number() OVER (ORDER BY hash) - 1)::INTEGER AS cell FROM models) m \
+             ON e.hash = m.hash \
+             WHERE e.point IN (1, 2) AND e.source IN {DATASET_SOURCES_SQL}"
+        ))
+        .during("reading evaluations")?;
+    for batch in stmt.stream_arrow([]).during("reading evaluations")? {
+        let batch = batch.during("reading evaluations")?;
+        let ints = |name: &str| cast(column(&batch, name)?, &DataType::Int32, name);
+        let (cell, epochs, repeat, point) = (
+            ints("cell")?,
+            ints("epochs")?,
+            ints("repeat")?,
+            ints("point")?,
+        );
+        let (cell, epochs, repeat, point) = (
+            cell.as_primitive::<Int32Type>(),
+            epochs.as_primitive::<Int32Type>(),
+            repeat.as_primitive::<Int32Type>(),
+            point.as_primitive::<Int32Type>(),
+        );
+        let mut values = Vec::with_capacity(4);
+        for name in [
+            "training_time",
+            "train_accuracy",
+            "validation_accuracy",
+            "test_accuracy",
+        ] {
+            values.push(cast(column(&batch, name)?, &DataType::Float64, name)?);
+        }
+        let values: Vec<_> = values
+            .iter()
+            .map(|v| v.as_primitive::<Float64Type>())
+            .collect();
+        for i in 0..batch.num_rows() {
+            if cell.is_null(i) {
+                return Err(ApiError::Schema(
+                    "evaluations has hashes that models lacks (list them with: SELECT DISTINCT \
+                     hash FROM evaluations ANTI JOIN models USING (hash))"
+                        .into(),
+                ));
+            }
+            let cell = cell.value(i) as usize;
+            let e = u32::try_from(epochs.value(i)).unwrap_or(u32::MAX);
+            let Some(b) = header.budgets.iter().position(|&x| x == e) else {
+                continue;
+            };
+            let r = repeat.value(i);
+            if r < 1 || r as usize > repeats || cell >= cells.len() {
+                continue;
+            }
+            let r = r as usize - 1;
+            let count = &mut out[layout.cells + cell * CELL_BYTES + 24 + b];
+            *count = (*count).max(r as u8 + 1);
+            let base = layout.metrics + (((cell * nb + b) * repeats + r) * VALUES) * 8;
+            let k = if point.value(i) == 1 { 0 } else { 4 };
+            for (j, v) in values.iter().enumerate() {
+                let x = if v.is_null(i) { f64::NAN } else { v.value(i) };
+                out[base + (k + j) * 8..][..8].copy_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_sections_are_aligned_and_ordered() {
+        let h = Header {
+            cells: 5,
+            budgets: vec![4, 108],
+            budget_order: vec![108, 4],
+            repeats: 3,
+            keys_unique: true,
+            source: vec![],
+        };
+        let l = Layout::new(37, &h);
+        let starts = [l.hashes, l.cells, l.metrics, l.keys, l.key_cells, l.end];
+        assert!(starts.iter().all(|s| s % 8 == 0), "{l:?}");
+        assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{l:?}");
+        assert_eq!(l.metrics % 64, 0);
+        assert_eq!(l.keys - l.metrics, 5 * 2 * 3 * 8 * 8);
+        assert!(l.cells + 5 * CELL_BYTES <= l.metrics);
+    }
+
+    #[test]
+    fn graph_of_rejects_what_the_index_cannot_hold() {
+        let ok = graph_of("h", "0100", &["input", "output"]);
+        assert!(ok.is_ok());
+        assert!(graph_of("h", "010", &["input", "output"]).is_err());
+        assert!(graph_of("h", "0200", &["input", "output"]).is_err());
+        assert!(graph_of("h", "0100", &["input", "conv5x5"]).is_err());
+    }
+}
