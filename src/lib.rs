@@ -30,6 +30,7 @@ pub mod spec;
 pub mod sqlfn;
 pub mod synth;
 pub mod tfrecord;
+pub mod train;
 
 pub use graph::{Matrix, ModelHash};
 pub use network::NetworkConfig;

@@ -1,0 +1,9 @@
+//! Training any cell with the NAS-Bench-101 protocol: the backend interface, the CPU reference backend, the network, data, the trainer and its results as rows.
+
+pub mod backend;
+pub mod cpu;
+pub mod net;
+
+pub use backend::{Backend, BackendError};
+pub use cpu::Cpu;
+pub use net::{Graph, Mode, Net};
