@@ -2,7 +2,9 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod data;
 pub mod net;
+pub mod trainer;
 
 pub use backend::{Backend, BackendError};
 pub use cpu::Cpu;
