@@ -5,7 +5,7 @@
 -- 1. Rank cells by mean final validation accuracy at 108 epochs.
 SELECT hash, repeats, mean_final_validation_accuracy, mean_final_test_accuracy, trainable_parameters
 FROM model_stats
-WHERE epochs = 108
+WHERE epochs = 108 AND NOT trained
 ORDER BY mean_final_validation_accuracy DESC
 LIMIT 10;
 
@@ -15,20 +15,21 @@ SELECT * FROM top_cells(10, metric := 'test');
 -- 3. Accuracy against parameters and training time (one point per cell).
 SELECT trainable_parameters, mean_final_validation_accuracy, mean_final_training_time
 FROM model_stats
-WHERE epochs = 108
+WHERE epochs = 108 AND NOT trained
 ORDER BY trainable_parameters;
 
 -- 4. The best cell per vertex count.
 SELECT num_vertices, arg_max(hash, mean_final_validation_accuracy) AS best_hash,
        max(mean_final_validation_accuracy) AS best_mean_validation
 FROM model_stats JOIN models USING (hash)
-WHERE epochs = 108
+WHERE epochs = 108 AND NOT trained
 GROUP BY num_vertices
 ORDER BY num_vertices;
 
 -- 5. How accuracy grows with the budget, per cell.
 SELECT hash, epochs, mean_final_validation_accuracy
 FROM model_stats
+WHERE NOT trained
 ORDER BY hash, epochs;
 
 -- 6. Look a cell up in any isomorphic form (the README cell with its
@@ -60,3 +61,10 @@ ORDER BY min(id);
 -- 8. Which proposals are outside the dataset's domain, and why.
 SELECT id, nasbench_is_valid(matrix, ops) AS valid, nasbench_check(matrix, ops) AS why
 FROM proposals ORDER BY id;
+
+-- 9. Runs trained by nasbench (nasbench train / worker) beside the
+--    dataset's, per cell and budget.
+SELECT hash, epochs, trained, repeats, mean_final_validation_accuracy, mean_final_test_accuracy
+FROM model_stats
+WHERE hash IN (SELECT hash FROM training_runs)
+ORDER BY hash, epochs, trained;

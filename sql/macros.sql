@@ -7,19 +7,20 @@
 CREATE OR REPLACE MACRO nasbench_query(cell_matrix, cell_ops, epochs := 108) AS TABLE
 SELECT
     m.hash, m.adjacency, m.ops, m.trainable_parameters,
-    r.epochs, r.repeat,
+    r.epochs, r.repeat, r.source,
     r.halfway_training_time, r.halfway_train_accuracy, r.halfway_validation_accuracy, r.halfway_test_accuracy,
     r.final_training_time, r.final_train_accuracy, r.final_validation_accuracy, r.final_test_accuracy
 FROM models AS m
 JOIN runs AS r ON r.hash = m.hash AND r.epochs = epochs
 WHERE m.hash = nasbench_hash(cell_matrix, cell_ops)
-ORDER BY r.repeat;
+ORDER BY r.trained, r.source, r.repeat;
 
--- The n best cells at a budget by mean final accuracy over the repeats;
+-- The n best cells at a budget by mean final accuracy over the repeats of
+-- the dataset (trained := true: over runs trained by nasbench instead);
 -- metric is 'validation' or 'test'.
 --   SELECT * FROM top_cells(10);
 --   SELECT * FROM top_cells(5, epochs := 36, metric := 'test');
-CREATE OR REPLACE MACRO top_cells(n, epochs := 108, metric := 'validation') AS TABLE
+CREATE OR REPLACE MACRO top_cells(n, epochs := 108, metric := 'validation', trained := false) AS TABLE
 SELECT
     s.hash, m.num_vertices, m.num_edges, m.ops, s.repeats,
     CASE metric
@@ -31,6 +32,6 @@ SELECT
     s.trainable_parameters
 FROM model_stats AS s
 JOIN models AS m USING (hash)
-WHERE s.epochs = epochs
+WHERE s.epochs = epochs AND s.trained = trained
 ORDER BY mean_accuracy DESC, s.hash
 LIMIT n;

@@ -12,6 +12,6 @@ SELECT
     s.trainable_parameters
 FROM model_stats AS s
 JOIN models AS m USING (hash)
-WHERE s.epochs = 108
+WHERE s.epochs = 108 AND NOT s.trained
 ORDER BY s.mean_final_validation_accuracy DESC, s.hash
 LIMIT 10

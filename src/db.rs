@@ -12,6 +12,12 @@ pub const SCHEMA_SQL: &str = include_str!("../sql/schema.sql");
 pub const VIEWS_SQL: &str = include_str!("../sql/views.sql");
 /// `sql/macros.sql`: the table macros `nasbench_query` and `top_cells`.
 pub const MACROS_SQL: &str = include_str!("../sql/macros.sql");
+/// `sql/training.sql`: the table `training_runs`.
+pub const TRAINING_SQL: &str = include_str!("../sql/training.sql");
+/// `sql/unit_rows.sql`: the staging table of trained runs.
+pub const UNIT_ROWS_SQL: &str = include_str!("../sql/unit_rows.sql");
+/// `sql/merge_runs.sql`: staged runs into the tables.
+pub const MERGE_RUNS_SQL: &str = include_str!("../sql/merge_runs.sql");
 /// `sql/cells.sql`: the table `cells` (the generated search space).
 pub const CELLS_SQL: &str = include_str!("../sql/cells.sql");
 
@@ -136,10 +142,12 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
-/// Creates the dataset tables (`sql/schema.sql`).
+/// Creates the dataset tables (`sql/schema.sql`, `sql/training.sql`).
 pub fn create_schema(conn: &Connection) -> Result<(), DbError> {
     conn.execute_batch(SCHEMA_SQL)
-        .during("running sql/schema.sql")
+        .during("running sql/schema.sql")?;
+    conn.execute_batch(TRAINING_SQL)
+        .during("running sql/training.sql")
 }
 
 /// Creates the views and table macros (`sql/views.sql`, `sql/macros.sql`).

@@ -10,6 +10,7 @@ mod ingest;
 mod progress;
 mod query;
 mod sql;
+mod train;
 mod synth;
 
 use std::process::ExitCode;
@@ -52,6 +53,10 @@ enum Command {
     Synth(synth::Args),
     PackageExtension(extension::Args),
     Query(query::Args),
+    Train(train::Args),
+    SynthCifar(train::SynthArgs),
+    Worker(train::WorkerArgs),
+    IngestRuns(train::IngestRunsArgs),
     Hash(cell::HashArgs),
     Prune(cell::PruneArgs),
 }
@@ -68,6 +73,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Synth(a) => synth::run(a),
         Command::PackageExtension(a) => extension::run(a),
         Command::Query(a) => query::run(a),
+        Command::Train(a) => train::run(a),
+        Command::SynthCifar(a) => train::synth(a),
+        Command::Worker(a) => train::worker(a),
+        Command::IngestRuns(a) => train::ingest_runs(a),
         Command::Hash(a) => cell::hash(a),
         Command::Prune(a) => cell::prune(a),
     }

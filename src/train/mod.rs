@@ -4,6 +4,7 @@ pub mod backend;
 pub mod cpu;
 pub mod data;
 pub mod net;
+pub mod rows;
 pub mod trainer;
 
 pub use backend::{Backend, BackendError};
