@@ -12,10 +12,10 @@ use nasbench::graph::Matrix;
 use nasbench::network::{NetworkConfig, network_parameters};
 use nasbench::ops::Op;
 use nasbench::spec::ModelSpec;
+use nasbench::train::Cpu;
 use nasbench::train::data;
 use nasbench::train::net::Graph;
 use nasbench::train::trainer::{LrDecay, Quiet, RunOptions, TrainConfig, build_graph, train};
-use nasbench::train::Cpu;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nasbench");
 
@@ -42,8 +42,16 @@ fn tiny(epochs: f64) -> TrainConfig {
 
 fn tiny_args() -> Vec<&'static str> {
     vec![
-        "--config", "stem_filter_size=16", "--config", "num_stacks=1", "--config",
-        "num_modules_per_stack=1", "--config", "image_size=16", "--config", "batch_size=32",
+        "--config",
+        "stem_filter_size=16",
+        "--config",
+        "num_stacks=1",
+        "--config",
+        "num_modules_per_stack=1",
+        "--config",
+        "image_size=16",
+        "--config",
+        "batch_size=32",
     ]
 }
 
@@ -59,12 +67,20 @@ fn synth(dir: &Path, per_file: usize) -> data::Cifar {
 fn tiny_network_learns_the_synthetic_set_and_its_rows_land_in_the_database() {
     let dir = tempfile::tempdir().unwrap();
     run(Command::new(BIN)
-        .args(["synth-cifar", "--images-per-file", "1024", "--image-size", "16"])
+        .args([
+            "synth-cifar",
+            "--images-per-file",
+            "1024",
+            "--image-size",
+            "16",
+        ])
         .arg(dir.path()));
     let db = dir.path().join("runs.duckdb");
     let started = Instant::now();
     let out = run(Command::new(BIN)
-        .args(["train", "-q", "--matrix", CELL_BITS, "--ops", CELL_OPS, "--epochs", "6", "--data"])
+        .args([
+            "train", "-q", "--matrix", CELL_BITS, "--ops", CELL_OPS, "--epochs", "6", "--data",
+        ])
         .arg(dir.path())
         .args(tiny_args())
         .arg("--db")
@@ -79,7 +95,11 @@ fn tiny_network_learns_the_synthetic_set_and_its_rows_land_in_the_database() {
 
     let conn = duckdb::Connection::open(&db).unwrap();
     let run_id: String = conn
-        .query_row("SELECT run_id FROM training_runs WHERE status = 'completed'", [], |r| r.get(0))
+        .query_row(
+            "SELECT run_id FROM training_runs WHERE status = 'completed'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(run_id, v["run_id"].as_str().unwrap());
     let points: Vec<(i32, f64, f64)> = conn
@@ -89,12 +109,17 @@ fn tiny_network_learns_the_synthetic_set_and_its_rows_land_in_the_database() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(points.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(), [(0, 0.0), (1, 3.0), (2, 6.0)]);
+    assert_eq!(
+        points.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+        [(0, 0.0), (1, 3.0), (2, 6.0)]
+    );
     assert_eq!(points[2].2, test);
     // Accuracies are whole batches: multiples of 1/(32 * (1024 / 32)).
     assert_eq!((points[2].2 * 1024.0).fract(), 0.0);
     let (trained, hash): (bool, String) = conn
-        .query_row("SELECT trained, hash FROM model_stats", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT trained, hash FROM model_stats", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert!(trained);
     assert_eq!(hash, spec(CELL_BITS, CELL_OPS).hash().unwrap().to_hex());
@@ -126,7 +151,10 @@ fn same_seed_same_losses_and_a_resumed_run_ends_identically() {
     // Checkpointed run, then kill the last checkpoint and resume.
     let ck = dir.path().join("ck");
     let full = train(&mut Cpu, &s, &cfg, &data, &opts(5, Some(ck.clone()))).unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&ck).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&ck)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert_eq!(files.len(), 3, "one checkpoint per evaluation: {files:?}");
     std::fs::remove_file(files.last().unwrap()).unwrap();
@@ -134,11 +162,22 @@ fn same_seed_same_losses_and_a_resumed_run_ends_identically() {
     let acc = |o: &nasbench::train::trainer::TrainOutcome| {
         o.evaluations
             .iter()
-            .map(|e| (e.steps, e.train_accuracy, e.validation_accuracy, e.test_accuracy))
+            .map(|e| {
+                (
+                    e.steps,
+                    e.train_accuracy,
+                    e.validation_accuracy,
+                    e.test_accuracy,
+                )
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(acc(&full), acc(&a));
-    assert_eq!(acc(&resumed), acc(&full), "resumed from the halfway checkpoint");
+    assert_eq!(
+        acc(&resumed),
+        acc(&full),
+        "resumed from the halfway checkpoint"
+    );
 }
 
 /// SPEC.md section 5: cosine by step with base 0.1 x 2 shards and rate 0 at
@@ -154,10 +193,15 @@ fn learning_rate_schedules_by_hand() {
         assert!((cfg.learning_rate_at(s, 40_000) - at(s)).abs() < 1e-12);
     }
     assert!((cfg.learning_rate_at(total / 2, 40_000) - 0.1).abs() < 1e-4);
-    assert_eq!(cfg.evaluation_steps(40_000), vec![(54.0, 8437), (108.0, 16875)]);
-    let mut sw = TrainConfig::default();
-    sw.lr_decay_method = LrDecay::Stepwise;
-    sw.train_epochs = 200.0;
+    assert_eq!(
+        cfg.evaluation_steps(40_000),
+        vec![(54.0, 8437), (108.0, 16875)]
+    );
+    let sw = TrainConfig {
+        lr_decay_method: LrDecay::Stepwise,
+        train_epochs: 200.0,
+        ..TrainConfig::default()
+    };
     let t = 200.0 * 40_000.0 / 256.0; // 31250
     let b = [(0.5 * t) as u64, (0.667 * t) as u64, (0.833 * t) as u64];
     assert_eq!(sw.learning_rate_at(b[0], 40_000), 0.2);
@@ -207,14 +251,25 @@ fn built_network_parameters_equal_the_analytic_count() {
                 }
             }
         }
-        let ops: Vec<Op> = (0..n.saturating_sub(2)).map(|_| Op::ALL[rng.below(7) as usize]).collect();
+        let ops: Vec<Op> = (0..n.saturating_sub(2))
+            .map(|_| Op::ALL[rng.below(7) as usize])
+            .collect();
         let mut names = vec!["input".to_string()];
         names.extend(ops.iter().map(|o| o.name().to_string()));
         names.push("output".into());
-        let Ok(s) = ModelSpec::from_matrix(m, names) else { continue };
-        let (Some(pm), Some(po)) = (s.matrix(), s.ops()) else { continue };
-        let interior: Vec<Op> = po[1..po.len() - 1].iter().map(|o| o.parse().unwrap()).collect();
-        let Ok(want) = network_parameters(pm, &interior, &config) else { continue };
+        let Ok(s) = ModelSpec::from_matrix(m, names) else {
+            continue;
+        };
+        let (Some(pm), Some(po)) = (s.matrix(), s.ops()) else {
+            continue;
+        };
+        let interior: Vec<Op> = po[1..po.len() - 1]
+            .iter()
+            .map(|o| o.parse().unwrap())
+            .collect();
+        let Ok(want) = network_parameters(pm, &interior, &config) else {
+            continue;
+        };
         let g = Graph::build(pm, &interior, &config, 32, 32).unwrap();
         assert_eq!(g.trainable_parameters(), want, "{pm:?} {po:?}");
         checked += 1;
@@ -238,12 +293,22 @@ fn every_cifar_format_reads_the_same_images() {
         0..=3 => {
             let s = &bin.train;
             let b = s.image_bytes();
-            (s.images[k * 20 * b..(k + 1) * 20 * b].to_vec(), s.labels[k * 20..(k + 1) * 20].to_vec())
+            (
+                s.images[k * 20 * b..(k + 1) * 20 * b].to_vec(),
+                s.labels[k * 20..(k + 1) * 20].to_vec(),
+            )
         }
         4 => (bin.valid.images.clone(), bin.valid.labels.clone()),
         _ => (bin.test.images.clone(), bin.test.labels.clone()),
     };
-    let names = ["train_1", "train_2", "train_3", "train_4", "validation", "test"];
+    let names = [
+        "train_1",
+        "train_2",
+        "train_3",
+        "train_4",
+        "validation",
+        "test",
+    ];
     for (k, name) in names.iter().enumerate() {
         let (images, labels) = split_of(k);
         let mut out = Vec::new();
@@ -254,15 +319,27 @@ fn every_cifar_format_reads_the_same_images() {
         std::fs::write(tf.join(format!("{name}.tfrecords")), out).unwrap();
     }
     let from_tf = data::load(&tf, 16).unwrap();
-    assert_eq!((from_tf.train.clone(), from_tf.valid.clone(), from_tf.test.clone()), (bin.train.clone(), bin.valid.clone(), bin.test.clone()));
+    assert_eq!(
+        (
+            from_tf.train.clone(),
+            from_tf.valid.clone(),
+            from_tf.test.clone()
+        ),
+        (bin.train.clone(), bin.valid.clone(), bin.test.clone())
+    );
 
     // The Python release, written by numpy's pickle when the venv has it.
     let python = common::venv_bin("python");
     let has_numpy = python.as_ref().is_some_and(|p| {
-        Command::new(p).args(["-c", "import numpy"]).status().is_ok_and(|s| s.success())
+        Command::new(p)
+            .args(["-c", "import numpy"])
+            .status()
+            .is_ok_and(|s| s.success())
     });
     if !has_numpy {
-        eprintln!("SKIPPED: the pickle reader check needs .venv/bin/python with numpy (made by .ci/run)");
+        common::skipped(
+            "the pickle reader check needs .venv/bin/python with numpy (made by .ci/run)",
+        );
     } else {
         let py = dir.path().join("py");
         std::fs::create_dir_all(py.join("cifar-10-batches-py")).unwrap();
@@ -281,12 +358,20 @@ for n in names:
             .arg(dir.path().join("cifar-10-batches-bin"))
             .arg(py.join("cifar-10-batches-py")));
         let from_py = data::load(&py, 16).unwrap();
-        assert_eq!((from_py.train, from_py.valid, from_py.test), (bin.train, bin.valid, bin.test));
+        assert_eq!(
+            (from_py.train, from_py.valid, from_py.test),
+            (bin.train, bin.valid, bin.test)
+        );
     }
 
     // Missing data names what is missing.
-    let e = data::load(&dir.path().join("nothing"), 32).unwrap_err().to_string();
-    assert!(e.contains("cifar-10-batches-bin") && e.contains("synth-cifar"), "{e}");
+    let e = data::load(&dir.path().join("nothing"), 32)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cifar-10-batches-bin") && e.contains("synth-cifar"),
+        "{e}"
+    );
     std::fs::remove_file(dir.path().join("cifar-10-batches-bin/data_batch_3.bin")).unwrap();
     let e = data::load(dir.path(), 16).unwrap_err().to_string();
     assert!(e.contains("data_batch_3.bin: missing"), "{e}");
@@ -341,7 +426,13 @@ fn example(image: &[u8], label: i64) -> Vec<u8> {
 fn killed_worker_resumes_without_losing_or_duplicating_units() {
     let dir = tempfile::tempdir().unwrap();
     run(Command::new(BIN)
-        .args(["synth-cifar", "--images-per-file", "64", "--image-size", "16"])
+        .args([
+            "synth-cifar",
+            "--images-per-file",
+            "64",
+            "--image-size",
+            "16",
+        ])
         .arg(dir.path()));
     let cells = dir.path().join("cells.txt");
     std::fs::write(
@@ -354,7 +445,17 @@ fn killed_worker_resumes_without_losing_or_duplicating_units() {
         let mut c = Command::new(BIN);
         c.args(["worker", "-q", "--cells"])
             .arg(&cells)
-            .args(["--worker-id", "0", "--total-workers", "1", "--repeats", "2", "--epochs", "2", "--out"])
+            .args([
+                "--worker-id",
+                "0",
+                "--total-workers",
+                "1",
+                "--repeats",
+                "2",
+                "--epochs",
+                "2",
+                "--out",
+            ])
             .arg(&out)
             .arg("--data")
             .arg(dir.path())
@@ -373,7 +474,10 @@ fn killed_worker_resumes_without_losing_or_duplicating_units() {
         v.sort();
         v
     };
-    let mut child = worker().stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = worker()
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while units(&out).is_empty() && t.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(20));
@@ -381,15 +485,27 @@ fn killed_worker_resumes_without_losing_or_duplicating_units() {
     child.kill().unwrap();
     child.wait().unwrap();
     let after_kill = units(&out);
-    assert!(!after_kill.is_empty() && after_kill.len() < 4, "{after_kill:?}");
+    assert!(
+        !after_kill.is_empty() && after_kill.len() < 4,
+        "{after_kill:?}"
+    );
     run(&mut worker());
     assert_eq!(
         units(&out),
-        ["unit-00000000.parquet", "unit-00000001.parquet", "unit-00000002.parquet", "unit-00000003.parquet"]
+        [
+            "unit-00000000.parquet",
+            "unit-00000001.parquet",
+            "unit-00000002.parquet",
+            "unit-00000003.parquet"
+        ]
     );
     let db = dir.path().join("w.duckdb");
     for _ in 0..2 {
-        run(Command::new(BIN).arg("ingest-runs").arg(&out).arg("--db").arg(&db));
+        run(Command::new(BIN)
+            .arg("ingest-runs")
+            .arg(&out)
+            .arg("--db")
+            .arg(&db));
         let conn = duckdb::Connection::open(&db).unwrap();
         let (runs, rows, reps): (i64, i64, String) = conn
             .query_row(
@@ -403,5 +519,9 @@ fn killed_worker_resumes_without_losing_or_duplicating_units() {
         // Units 0, 1 are repeat 1 of the two cells, units 2, 3 repeat 2.
         assert_eq!(reps, "1,1,2,2");
     }
-    assert!(Path::new(ROOT).join("scripts/slurm/train-array.sbatch").is_file());
+    assert!(
+        Path::new(ROOT)
+            .join("scripts/slurm/train-array.sbatch")
+            .is_file()
+    );
 }

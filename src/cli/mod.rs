@@ -10,8 +10,8 @@ mod ingest;
 mod progress;
 mod query;
 mod sql;
-mod train;
 mod synth;
+mod train;
 
 use std::process::ExitCode;
 

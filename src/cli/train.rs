@@ -54,8 +54,10 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     fn config(&self) -> anyhow::Result<TrainConfig> {
-        let mut cfg = TrainConfig::default();
-        cfg.train_epochs = self.epochs;
+        let mut cfg = TrainConfig {
+            train_epochs: self.epochs,
+            ..TrainConfig::default()
+        };
         for kv in &self.config {
             let (k, v) = kv
                 .split_once('=')
@@ -213,7 +215,12 @@ impl TrainProgress for Bar {
         self.bar.suspend(|| {
             eprintln!(
                 "{}: epoch {:>6.2}  train {:.4}  valid {:.4}  test {:.4}  ({:.1} s training)",
-                self.label, p.epoch, p.train_accuracy, p.validation_accuracy, p.test_accuracy, p.training_time
+                self.label,
+                p.epoch,
+                p.train_accuracy,
+                p.validation_accuracy,
+                p.test_accuracy,
+                p.training_time
             );
         });
     }
@@ -318,7 +325,8 @@ fn train_on(
         label: String,
         quiet: bool,
     ) -> anyhow::Result<Trained> {
-        let (outcome, started, finished) = train_one(be, spec, cfg, data, seed, ckpt, label, quiet)?;
+        let (outcome, started, finished) =
+            train_one(be, spec, cfg, data, seed, ckpt, label, quiet)?;
         Ok(Trained {
             outcome,
             started,
@@ -328,7 +336,16 @@ fn train_on(
         })
     }
     match device {
-        Device::Cpu => go(&mut nasbench::train::Cpu, spec, cfg, data, seed, checkpoint_dir, label, quiet),
+        Device::Cpu => go(
+            &mut nasbench::train::Cpu,
+            spec,
+            cfg,
+            data,
+            seed,
+            checkpoint_dir,
+            label,
+            quiet,
+        ),
         #[cfg(feature = "cuda")]
         Device::Cuda => {
             let mut be = nasbench::train::cuda::Cuda::new(0)?;
@@ -351,18 +368,28 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = a
-        .train
-        .data
-        .as_deref()
-        .context("--data DIR is required to train (nasbench synth-cifar DIR writes a synthetic set)")?;
+    let dir = a.train.data.as_deref().context(
+        "--data DIR is required to train (nasbench synth-cifar DIR writes a synthetic set)",
+    )?;
     let data = data::load(dir, cfg.image_size)?;
     let conn = open_db(&a.db)?;
     for r in 1..=a.repeats {
         let seed = a.train.seed + u64::from(r) - 1;
-        let ckpt = a.checkpoint_dir.as_ref().map(|d| d.join(format!("repeat-{r}")));
+        let ckpt = a
+            .checkpoint_dir
+            .as_ref()
+            .map(|d| d.join(format!("repeat-{r}")));
         let label = format!("repeat {r}/{}", a.repeats);
-        let t = train_on(a.train.device, &spec, &cfg, &data, seed, ckpt, label, a.train.quiet)?;
+        let t = train_on(
+            a.train.device,
+            &spec,
+            &cfg,
+            &data,
+            seed,
+            ckpt,
+            label,
+            a.train.quiet,
+        )?;
         let rec = RunRecord {
             run_id: rows::run_id(&spec, r, seed, t.started),
             spec: &spec,
@@ -445,8 +472,11 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        let spec = spec_from_line(t).with_context(|| format!("{} line {}", a.cells.display(), k + 1))?;
-        let key = spec.hash_spec(&nasbench::ops::Op::ALL.map(|o| o.name()))?.to_hex();
+        let spec =
+            spec_from_line(t).with_context(|| format!("{} line {}", a.cells.display(), k + 1))?;
+        let key = spec
+            .hash_spec(&nasbench::ops::Op::ALL.map(|o| o.name()))?
+            .to_hex();
         cells.push((key, spec));
     }
     // The original sorts the hashes; duplicates would be the same unit twice.
@@ -462,7 +492,11 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
     let n = cells.len();
     let units = n * a.repeats;
     let mine: Vec<usize> = (0..units).filter(|i| i % total == w).collect();
-    eprintln!("worker {w} of {total}: {} of {units} units ({n} cells x {} repeats)", mine.len(), a.repeats);
+    eprintln!(
+        "worker {w} of {total}: {} of {units} units ({n} cells x {} repeats)",
+        mine.len(),
+        a.repeats
+    );
     let recovery = a.out.join(format!("worker-{w}.next"));
     for i in mine {
         let file = a.out.join(format!("unit-{i:08}.parquet"));
@@ -471,11 +505,21 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         }
         let (hash, spec) = &cells[i % n];
         let repeat = (i / n + 1) as u32;
-        std::fs::write(&recovery, format!("{i}\n")).with_context(|| format!("writing {}", recovery.display()))?;
+        std::fs::write(&recovery, format!("{i}\n"))
+            .with_context(|| format!("writing {}", recovery.display()))?;
         let seed = a.train.seed.wrapping_add(i as u64);
         let ckpt = a.out.join("checkpoints").join(format!("unit-{i:08}"));
         let label = format!("unit {i} ({}, repeat {repeat})", &hash[..8]);
-        let t = train_on(a.train.device, spec, &cfg, &data, seed, Some(ckpt.clone()), label, a.train.quiet)?;
+        let t = train_on(
+            a.train.device,
+            spec,
+            &cfg,
+            &data,
+            seed,
+            Some(ckpt.clone()),
+            label,
+            a.train.quiet,
+        )?;
         let rec = RunRecord {
             run_id: format!("unit-{i:08}-{}-r{repeat}-s{seed}", &hash[..8]),
             spec,

@@ -206,6 +206,8 @@ pub trait Backend {
     fn zeros(&mut self, len: usize) -> BResult<Self::Buf>;
     /// A buffer holding `data`.
     fn upload(&mut self, data: &[f32]) -> BResult<Self::Buf>;
+    /// Copies `data` into the start of `buf`.
+    fn write(&mut self, buf: &mut Self::Buf, data: &[f32]) -> BResult;
     /// The contents of `buf` (waits for pending work).
     fn download(&mut self, buf: &Self::Buf) -> BResult<Vec<f32>>;
     /// Sets every element to `value`.

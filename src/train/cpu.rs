@@ -188,6 +188,12 @@ impl Backend for Cpu {
         Ok(data.to_vec())
     }
 
+    fn write(&mut self, buf: &mut Vec<f32>, data: &[f32]) -> BResult {
+        check(buf.len() >= data.len(), "write")?;
+        buf[..data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
     fn download(&mut self, buf: &Vec<f32>) -> BResult<Vec<f32>> {
         Ok(buf.clone())
     }

@@ -381,11 +381,18 @@ fn parse_tfrecord(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataE
         ..Split::default()
     };
     for f in frames {
-        let data = f.check(bytes).map_err(|e| format_err(path, e.to_string()))?;
+        let data = f
+            .check(bytes)
+            .map_err(|e| format_err(path, e.to_string()))?;
         let at = format!("record {} at byte {}", f.index, f.offset);
         let ex = pb::Example::decode(data)
             .map_err(|e| format_err(path, format!("{at}: not a tf.train.Example: {e}")))?;
-        let feature = |name: &str| ex.features.as_ref().and_then(|fs| fs.feature.get(name)).and_then(|f| f.kind.as_ref());
+        let feature = |name: &str| {
+            ex.features
+                .as_ref()
+                .and_then(|fs| fs.feature.get(name))
+                .and_then(|f| f.kind.as_ref())
+        };
         let image = match feature("image") {
             Some(pb::feature::Kind::BytesList(b)) if b.value.len() == 1 => &b.value[0],
             _ => return Err(format_err(path, format!("{at}: no `image` bytes"))),
@@ -397,10 +404,16 @@ fn parse_tfrecord(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataE
         if image.len() != 3 * size * size {
             return Err(format_err(
                 path,
-                format!("{at}: image of {} bytes, expected {}", image.len(), 3 * size * size),
+                format!(
+                    "{at}: image of {} bytes, expected {}",
+                    image.len(),
+                    3 * size * size
+                ),
             ));
         }
-        split.labels.push(check_label(path, label, f.index as usize)?);
+        split
+            .labels
+            .push(check_label(path, label, f.index as usize)?);
         split.images.extend_from_slice(image);
     }
     Ok(split)
@@ -411,7 +424,12 @@ fn parse_tfrecord(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataE
 /// pixels square. Each class has its own colour and stripe direction and
 /// frequency, plus noise and a random shift, so a small network learns it
 /// well but not instantly. Deterministic for a seed.
-pub fn write_synthetic(dir: &Path, per_file: usize, size: usize, seed: u64) -> Result<PathBuf, DataError> {
+pub fn write_synthetic(
+    dir: &Path,
+    per_file: usize,
+    size: usize,
+    seed: u64,
+) -> Result<PathBuf, DataError> {
     let out = dir.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&out).map_err(io(&out))?;
     let mut rng = SplitMix64::new(seed);
@@ -441,7 +459,13 @@ fn synthetic_image(label: u8, size: usize, rng: &mut SplitMix64) -> Vec<u8> {
     let l = usize::from(label);
     // Colour: a hue per class (two classes share each of five hues and
     // differ in their stripes).
-    let hue = [[200u8, 60, 60], [60, 200, 60], [60, 60, 200], [200, 200, 60], [60, 200, 200]][l % 5];
+    let hue = [
+        [200u8, 60, 60],
+        [60, 200, 60],
+        [60, 60, 200],
+        [200, 200, 60],
+        [60, 200, 200],
+    ][l % 5];
     let vertical = l % 2 == 1;
     let period = 2 + l / 5 * 2; // 2 or 4 pixels
     let shift = rng.below(period as u64) as usize;

@@ -2,8 +2,12 @@
 
 pub mod backend;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod net;
+#[cfg(feature = "cuda")]
+pub mod parity;
 pub mod rows;
 pub mod trainer;
 

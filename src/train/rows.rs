@@ -54,10 +54,9 @@ pub fn run_id(spec: &ModelSpec, repeat: u32, seed: u64, started: SystemTime) -> 
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let hash = spec.hash_spec(&crate::ops::CANONICAL_OPS).map_or_else(
-        |_| "nohash".to_string(),
-        |h| h.to_hex()[..8].to_string(),
-    );
+    let hash = spec
+        .hash_spec(&crate::ops::CANONICAL_OPS)
+        .map_or_else(|_| "nohash".to_string(), |h| h.to_hex()[..8].to_string());
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}-{hash}-r{repeat}-s{seed}",
         rem / 3600,
@@ -80,10 +79,14 @@ pub fn stage(conn: &Connection, rec: &RunRecord<'_>) -> Result<(), DbError> {
         conn.execute_batch(UNIT_ROWS_SQL)
             .during("running sql/unit_rows.sql")?;
     }
-    let (matrix, ops) = rec.spec.matrix().zip(rec.spec.ops()).ok_or_else(|| DbError::Io {
-        path: rec.run_id.clone(),
-        source: std::io::Error::other("the cell is disconnected"),
-    })?;
+    let (matrix, ops) = rec
+        .spec
+        .matrix()
+        .zip(rec.spec.ops())
+        .ok_or_else(|| DbError::Io {
+            path: rec.run_id.clone(),
+            source: std::io::Error::other("the cell is disconnected"),
+        })?;
     // The dataset key. Op::ALL starts with the three canonical ops, so a
     // cell of the dataset's ops gets its dataset hash, and a cell using
     // other ops (identity, bottlenecks) the original's hash over the
@@ -96,9 +99,20 @@ pub fn stage(conn: &Connection, rec: &RunRecord<'_>) -> Result<(), DbError> {
     let nested: Vec<String> = matrix
         .to_nested()
         .iter()
-        .map(|r| format!("[{}]", r.iter().map(u8::to_string).collect::<Vec<_>>().join(",")))
+        .map(|r| {
+            format!(
+                "[{}]",
+                r.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+            )
+        })
         .collect();
-    let ops_list = format!("[{}]", ops.iter().map(|o| sql_literal(o)).collect::<Vec<_>>().join(", "));
+    let ops_list = format!(
+        "[{}]",
+        ops.iter()
+            .map(|o| sql_literal(o))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let config = serde_json::to_string(rec.config).unwrap_or_default();
     let status = if rec.outcome.failure.is_some() {
         "failed"
@@ -160,9 +174,8 @@ pub fn merge(conn: &Connection) -> Result<u64, DbError> {
         .query_row("SELECT count(*) FROM training_runs", [], |r| r.get(0))
         .during("counting runs")?;
     conn.execute_batch(&format!("BEGIN TRANSACTION; {MERGE_RUNS_SQL}; COMMIT;"))
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = conn.execute_batch("ROLLBACK");
-            e
         })
         .during("running sql/merge_runs.sql")?;
     let after: i64 = conn

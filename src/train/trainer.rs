@@ -129,7 +129,11 @@ impl TrainConfig {
     /// Sets one key by its original name from text (`--config key=value`).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), TrainError> {
         let bad = |what: &str| TrainError::Config(format!("{key}={value}: {what}"));
-        let int = || value.parse::<usize>().map_err(|_| bad("expected a non-negative integer"));
+        let int = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| bad("expected a non-negative integer"))
+        };
         let float = || value.parse::<f64>().map_err(|_| bad("expected a number"));
         match key {
             "stem_filter_size" => self.stem_filter_size = int()?,
@@ -172,7 +176,9 @@ impl TrainConfig {
                     .map(|s| s.trim().parse::<f64>())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|_| bad("expected comma-separated fractions, e.g. 0.5"))?;
-                if list.windows(2).any(|w| w[0] >= w[1]) || list.iter().any(|&f| !(0.0..1.0).contains(&f)) {
+                if list.windows(2).any(|w| w[0] >= w[1])
+                    || list.iter().any(|&f| !(0.0..1.0).contains(&f))
+                {
                     return Err(bad("fractions must increase and lie in [0, 1)"));
                 }
                 self.intermediate_evaluations = list;
@@ -235,7 +241,10 @@ impl TrainConfig {
             .chain(std::iter::once(&1.0))
             .map(|&f| {
                 let epoch = f * self.train_epochs;
-                (epoch, (epoch * train_images as f64 / self.batch_size as f64) as u64)
+                (
+                    epoch,
+                    (epoch * train_images as f64 / self.batch_size as f64) as u64,
+                )
             })
             .collect()
     }
@@ -366,12 +375,21 @@ pub fn cell_of(spec: &ModelSpec) -> Result<(crate::graph::Matrix, Vec<Op>), Trai
 /// Builds the graph a config and cell train.
 pub fn build_graph(spec: &ModelSpec, cfg: &TrainConfig) -> Result<Graph, TrainError> {
     let (m, ops) = cell_of(spec)?;
-    Ok(Graph::build(&m, &ops, &cfg.network(), cfg.image_size, cfg.image_size)?)
+    Ok(Graph::build(
+        &m,
+        &ops,
+        &cfg.network(),
+        cfg.image_size,
+        cfg.image_size,
+    )?)
 }
 
 /// Mixes a seed with a stream name and index (SplitMix64 of the xor).
 fn derive(seed: u64, stream: u64, index: u64) -> SplitMix64 {
-    let mut r = SplitMix64::new(seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03));
+    let mut r = SplitMix64::new(
+        seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ index.wrapping_mul(0xd1b5_4a32_d192_ed03),
+    );
     r.next_u64();
     r
 }
@@ -442,25 +460,49 @@ struct Run<B: Backend> {
     mom: Vec<B::Buf>,
     labels: B::Buf,
     stats: B::Buf,
+    l2: B::Buf,
     batch_images: Vec<u8>,
     batch_labels: Vec<f32>,
 }
 
 impl<B: Backend> Run<B> {
     /// One training step at `lr`: forward, loss, backward, update.
-    fn step(&mut self, be: &mut B, cfg: &TrainConfig, split: &Split, idx: &[usize], crop: &[Crop], lr: f64) -> BResult {
+    fn step(
+        &mut self,
+        be: &mut B,
+        cfg: &TrainConfig,
+        split: &Split,
+        idx: &[usize],
+        crop: &[Crop],
+        lr: f64,
+    ) -> BResult {
         split.gather(idx, &mut self.batch_images, &mut self.batch_labels);
         let n = self.net.n;
         let (h, w) = (split.h, split.w);
-        be.load_images(&self.batch_images, Some(crop), &mut self.net.acts[0], n, h, w, RGB_MEAN, RGB_STD)?;
-        let up = be.upload(&self.batch_labels)?;
-        self.labels = up;
+        be.load_images(
+            &self.batch_images,
+            Some(crop),
+            &mut self.net.acts[0],
+            n,
+            h,
+            w,
+            RGB_MEAN,
+            RGB_STD,
+        )?;
+        be.write(&mut self.labels, &self.batch_labels)?;
         self.net.forward(be, Mode::Train)?;
         be.fill(&mut self.stats, 0.0)?;
         let logits = self.net.graph.logits;
         let k = self.net.graph.classes;
         let (acts, grads) = (&self.net.acts, &mut self.net.grads);
-        be.softmax_xent(&acts[logits], &self.labels, &mut grads[logits], &mut self.stats, n, k)?;
+        be.softmax_xent(
+            &acts[logits],
+            &self.labels,
+            &mut grads[logits],
+            &mut self.stats,
+            n,
+            k,
+        )?;
         self.net.backward(be)?;
         let p = RmsProp {
             lr: lr as f32,
@@ -470,7 +512,13 @@ impl<B: Backend> Run<B> {
             weight_decay: cfg.weight_decay as f32,
         };
         for i in 0..self.net.params.len() {
-            be.rmsprop(&mut self.net.params[i], &self.net.param_grads[i], &mut self.ms[i], &mut self.mom[i], p)?;
+            be.rmsprop(
+                &mut self.net.params[i],
+                &self.net.param_grads[i],
+                &mut self.ms[i],
+                &mut self.mom[i],
+                p,
+            )?;
         }
         Ok(())
     }
@@ -478,12 +526,12 @@ impl<B: Backend> Run<B> {
     /// The last step's loss: mean cross-entropy plus the L2 term of the
     /// weights after the update (waits for the device).
     fn loss(&mut self, be: &mut B, cfg: &TrainConfig) -> BResult<f32> {
-        let mut l2 = be.zeros(1)?;
+        be.fill(&mut self.l2, 0.0)?;
         for p in &self.net.params {
-            be.add_half_sum_squares(p, &mut l2)?;
+            be.add_half_sum_squares(p, &mut self.l2)?;
         }
         let stats = be.download(&self.stats)?;
-        let l2 = be.download(&l2)?;
+        let l2 = be.download(&self.l2)?;
         Ok(stats[0] / self.net.n as f32 + cfg.weight_decay as f32 * l2[0])
     }
 
@@ -500,8 +548,17 @@ impl<B: Backend> Run<B> {
         for b in 0..batches {
             let idx: Vec<usize> = (b * n..(b + 1) * n).collect();
             split.gather(&idx, &mut self.batch_images, &mut self.batch_labels);
-            be.load_images(&self.batch_images, None, &mut self.net.acts[0], n, split.h, split.w, RGB_MEAN, RGB_STD)?;
-            self.labels = be.upload(&self.batch_labels)?;
+            be.load_images(
+                &self.batch_images,
+                None,
+                &mut self.net.acts[0],
+                n,
+                split.h,
+                split.w,
+                RGB_MEAN,
+                RGB_STD,
+            )?;
+            be.write(&mut self.labels, &self.batch_labels)?;
             self.net.forward(be, Mode::Eval)?;
             be.count_correct(&self.net.acts[logits], &self.labels, &mut self.stats, n, k)?;
         }
@@ -536,14 +593,20 @@ pub fn train<B: Backend>(
     };
     let first_attempt = resume.as_ref().map_or(1, |r| r.0.attempt);
     for attempt in first_attempt..=cfg.max_attempts.max(1) {
-        let from = if attempt == first_attempt { resume.clone() } else { None };
+        let from = if attempt == first_attempt {
+            resume.clone()
+        } else {
+            None
+        };
         match run_attempt(be, &graph, spec, cfg, data, opts, attempt, from)? {
             Ok(mut outcome) => {
                 outcome.total_time = started.elapsed().as_secs_f64();
                 return Ok(outcome);
             }
             Err(reason) => {
-                opts.progress.note(&format!("attempt {attempt}: {reason}; retrying from scratch"));
+                opts.progress.note(&format!(
+                    "attempt {attempt}: {reason}; retrying from scratch"
+                ));
                 last_failure = reason;
                 if let Some(dir) = &opts.checkpoint_dir {
                     remove_checkpoints(dir)?;
@@ -576,7 +639,9 @@ fn run_attempt<B: Backend>(
     attempt: usize,
     resume: Option<Resume>,
 ) -> Result<Result<TrainOutcome, String>, TrainError> {
-    let seed = opts.seed.wrapping_add((attempt as u64 - 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
+    let seed = opts
+        .seed
+        .wrapping_add((attempt as u64 - 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
     let train_split = if cfg.augment {
         let mut s = data.train.clone();
         s.images.extend_from_slice(&data.valid.images);
@@ -595,9 +660,15 @@ fn run_attempt<B: Backend>(
         Some((meta, tensors)) => {
             let params = names
                 .iter()
-                .map(|n| tensors.get(n).cloned().ok_or_else(|| ckpt_err("?", &format!("lacks {n}"))))
+                .map(|n| {
+                    tensors
+                        .get(n)
+                        .cloned()
+                        .ok_or_else(|| ckpt_err("?", &format!("lacks {n}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            opts.progress.note(&format!("resuming at step {} from a checkpoint", meta.step));
+            opts.progress
+                .note(&format!("resuming at step {} from a checkpoint", meta.step));
             (params, meta.clone())
         }
         None => (
@@ -620,6 +691,7 @@ fn run_attempt<B: Backend>(
         mom: Vec::new(),
         labels: be.zeros(b)?,
         stats: be.zeros(2)?,
+        l2: be.zeros(1)?,
         batch_images: Vec::new(),
         batch_labels: Vec::new(),
         net,
@@ -632,8 +704,10 @@ fn run_attempt<B: Backend>(
             ),
             None => (None, None),
         };
-        run.ms.push(be.upload(&ms.unwrap_or_else(|| vec![1.0; info.len()]))?);
-        run.mom.push(be.upload(&mom.unwrap_or_else(|| vec![0.0; info.len()]))?);
+        run.ms
+            .push(be.upload(&ms.unwrap_or_else(|| vec![1.0; info.len()]))?);
+        run.mom
+            .push(be.upload(&mom.unwrap_or_else(|| vec![0.0; info.len()]))?);
         let _ = i;
     }
     if let Some((_, t)) = &resume {
@@ -653,8 +727,16 @@ fn run_attempt<B: Backend>(
     let train_eval = data.train_eval();
     for (epoch, target) in targets {
         // The step-0 evaluation comes after the single zero-rate step.
-        let eval_at = if target == 1 && epoch == 0.0 { 0 } else { target };
-        if meta.evaluations.iter().any(|e| e.steps == eval_at && e.epoch == epoch) {
+        let eval_at = if target == 1 && epoch == 0.0 {
+            0
+        } else {
+            target
+        };
+        if meta
+            .evaluations
+            .iter()
+            .any(|e| e.steps == eval_at && e.epoch == epoch)
+        {
             continue;
         }
         let seg_start = Instant::now();
@@ -682,10 +764,16 @@ fn run_attempt<B: Backend>(
                 last_report = Instant::now();
                 reported_step = meta.step;
                 let epoch_now = meta.step as f64 * b as f64 / n_train as f64;
-                opts.progress.step(meta.step, total, epoch_now, Some(loss), ips);
+                opts.progress
+                    .step(meta.step, total, epoch_now, Some(loss), ips);
             }
-            if cfg.train_seconds > 0.0 && meta.training_time + seg_start.elapsed().as_secs_f64() > cfg.train_seconds {
-                return Ok(Err(format!("training time exceeded train_seconds = {}", cfg.train_seconds)));
+            if cfg.train_seconds > 0.0
+                && meta.training_time + seg_start.elapsed().as_secs_f64() > cfg.train_seconds
+            {
+                return Ok(Err(format!(
+                    "training time exceeded train_seconds = {}",
+                    cfg.train_seconds
+                )));
             }
         }
         // The timer stops when the device is done with the segment.
@@ -696,7 +784,11 @@ fn run_attempt<B: Backend>(
             steps: eval_at,
             training_time: meta.training_time,
             train_accuracy: run.accuracy(be, &train_eval)?,
-            validation_accuracy: if cfg.augment { f64::NAN } else { run.accuracy(be, &data.valid)? },
+            validation_accuracy: if cfg.augment {
+                f64::NAN
+            } else {
+                run.accuracy(be, &data.valid)?
+            },
             test_accuracy: run.accuracy(be, &data.test)?,
         };
         opts.progress.evaluated(&point);
@@ -734,18 +826,36 @@ fn ckpt_err(path: &str, message: &str) -> TrainError {
 /// parameters under their names, RMSProp slots under `slot/ms/` and
 /// `slot/mom/`, batch-norm statistics under `bn/<i>/mean|var`, and the run
 /// state as JSON metadata.
-fn save_checkpoint<B: Backend>(be: &mut B, dir: &Path, run: &Run<B>, meta: &CheckpointMeta) -> Result<(), TrainError> {
+fn save_checkpoint<B: Backend>(
+    be: &mut B,
+    dir: &Path,
+    run: &Run<B>,
+    meta: &CheckpointMeta,
+) -> Result<(), TrainError> {
     use safetensors::tensor::{Dtype, TensorView};
-    std::fs::create_dir_all(dir).map_err(|e| ckpt_err(&dir.display().to_string(), &e.to_string()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ckpt_err(&dir.display().to_string(), &e.to_string()))?;
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, values: Vec<f32>| {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         named.push((name, shape, bytes));
     };
     for (i, info) in run.net.graph.params.iter().enumerate() {
-        push(info.name.clone(), info.shape.clone(), be.download(&run.net.params[i])?);
-        push(format!("slot/ms/{}", info.name), info.shape.clone(), be.download(&run.ms[i])?);
-        push(format!("slot/mom/{}", info.name), info.shape.clone(), be.download(&run.mom[i])?);
+        push(
+            info.name.clone(),
+            info.shape.clone(),
+            be.download(&run.net.params[i])?,
+        );
+        push(
+            format!("slot/ms/{}", info.name),
+            info.shape.clone(),
+            be.download(&run.ms[i])?,
+        );
+        push(
+            format!("slot/mom/{}", info.name),
+            info.shape.clone(),
+            be.download(&run.mom[i])?,
+        );
     }
     for (i, [m, v]) in run.net.running.iter().enumerate() {
         let c = run.net.graph.bn_channels[i];
@@ -760,7 +870,10 @@ fn save_checkpoint<B: Backend>(be: &mut B, dir: &Path, run: &Run<B>, meta: &Chec
         .collect::<Result<_, _>>()
         .map_err(|e| err(&e))?;
     let mut info = std::collections::HashMap::new();
-    info.insert("nasbench".to_string(), serde_json::to_string(meta).map_err(|e| err(&e))?);
+    info.insert(
+        "nasbench".to_string(),
+        serde_json::to_string(meta).map_err(|e| err(&e))?,
+    );
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| err(&e))?;
     crate::export::write_atomically(&path, |f| {
         std::io::Write::write_all(f, &bytes).map_err(|source| crate::export::ExportError::Io {
@@ -773,7 +886,12 @@ fn save_checkpoint<B: Backend>(be: &mut B, dir: &Path, run: &Run<B>, meta: &Chec
 }
 
 /// The newest checkpoint in `dir` for this cell, config and seed.
-fn latest_checkpoint(dir: &Path, spec: &ModelSpec, cfg: &TrainConfig, seed: u64) -> Result<Option<Resume>, TrainError> {
+fn latest_checkpoint(
+    dir: &Path,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    seed: u64,
+) -> Result<Option<Resume>, TrainError> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(None);
     };
@@ -792,7 +910,8 @@ fn latest_checkpoint(dir: &Path, spec: &ModelSpec, cfg: &TrainConfig, seed: u64)
     };
     let shown = path.display().to_string();
     let bytes = std::fs::read(&path).map_err(|e| ckpt_err(&shown, &e.to_string()))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(&shown, &e.to_string()))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| ckpt_err(&shown, &e.to_string()))?;
     let meta: CheckpointMeta = header
         .metadata()
         .as_ref()
@@ -805,7 +924,8 @@ fn latest_checkpoint(dir: &Path, spec: &ModelSpec, cfg: &TrainConfig, seed: u64)
             "belongs to another cell, config or seed; use another --checkpoint-dir or remove it",
         ));
     }
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ckpt_err(&shown, &e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| ckpt_err(&shown, &e.to_string()))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
         let values = view
@@ -823,9 +943,108 @@ fn remove_checkpoints(dir: &Path) -> Result<(), TrainError> {
         for e in entries.filter_map(Result::ok) {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "safetensors") {
-                std::fs::remove_file(&p).map_err(|err| ckpt_err(&p.display().to_string(), &err.to_string()))?;
+                std::fs::remove_file(&p)
+                    .map_err(|err| ckpt_err(&p.display().to_string(), &err.to_string()))?;
             }
         }
     }
     Ok(())
+}
+
+/// Times full training steps (forward, backward, RMSProp) of the dataset's
+/// default network on the README's Inception-like cell, after one warm-up
+/// step; returns a line with images/s and ms/step.
+pub fn step_benchmark<B: Backend>(
+    be: &mut B,
+    batch: usize,
+    steps: usize,
+) -> Result<String, TrainError> {
+    let m = crate::parse::parse_matrix("0111010000000100000010000100000000100000010000000")
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    let ops = crate::parse::parse_ops(
+        "input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output",
+    )
+    .map_err(|e| TrainError::Config(e.to_string()))?;
+    let spec = ModelSpec::new(&m, ops).map_err(|e| TrainError::Config(e.to_string()))?;
+    let cfg = TrainConfig::default();
+    let graph = build_graph(&spec, &cfg)?;
+    let params = init_params(&graph.params, 1);
+    let mut net = Net::new(be, graph, batch, &params)?;
+    let images: Vec<u8> = (0..batch * 3 * 32 * 32)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let labels: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
+    let crops: Vec<Crop> = (0..batch)
+        .map(|i| Crop {
+            dy: (i % 9) as u8,
+            dx: (i * 5 % 9) as u8,
+            flip: i % 2 == 0,
+        })
+        .collect();
+    let mut ms: Vec<B::Buf> = Vec::new();
+    let mut mom: Vec<B::Buf> = Vec::new();
+    for p in &net.graph.params {
+        ms.push(be.upload(&vec![1.0; p.len()])?);
+        mom.push(be.zeros(p.len())?);
+    }
+    let labels_buf = be.upload(&labels)?;
+    let mut stats = be.zeros(2)?;
+    let logits = net.graph.logits;
+    let k = net.graph.classes;
+    let rms = crate::train::backend::RmsProp {
+        lr: 0.1,
+        decay: 0.9,
+        momentum: 0.9,
+        eps: 1.0,
+        weight_decay: 1e-4,
+    };
+    let mut step = |be: &mut B, net: &mut Net<B>, stats: &mut B::Buf| -> BResult {
+        be.load_images(
+            &images,
+            Some(&crops),
+            &mut net.acts[0],
+            batch,
+            32,
+            32,
+            RGB_MEAN,
+            RGB_STD,
+        )?;
+        net.forward(be, Mode::Train)?;
+        let (acts, grads) = (&net.acts, &mut net.grads);
+        be.softmax_xent(
+            &acts[logits],
+            &labels_buf,
+            &mut grads[logits],
+            stats,
+            batch,
+            k,
+        )?;
+        net.backward(be)?;
+        for i in 0..net.params.len() {
+            be.rmsprop(
+                &mut net.params[i],
+                &net.param_grads[i],
+                &mut ms[i],
+                &mut mom[i],
+                rms,
+            )?;
+        }
+        Ok(())
+    };
+    step(be, &mut net, &mut stats)?;
+    let _ = be.download(&stats)?;
+    let t = Instant::now();
+    for _ in 0..steps {
+        step(be, &mut net, &mut stats)?;
+    }
+    let _ = be.download(&stats)?;
+    let secs = t.elapsed().as_secs_f64();
+    Ok(format!(
+        "train step, default network (README cell, {} parameters), {} backend on {}: batch {batch}, {steps} steps in {secs:.2} s: {:.1} images/s, {:.1} ms/step",
+        net.graph.trainable_parameters(),
+        be.name(),
+        be.device_name(),
+        (steps * batch) as f64 / secs,
+        secs * 1e3 / steps as f64
+    ))
 }
