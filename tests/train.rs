@@ -525,3 +525,33 @@ fn killed_worker_resumes_without_losing_or_duplicating_units() {
             .is_file()
     );
 }
+
+/// A diverging run (an absurd learning rate) is retried from scratch up to
+/// `max_attempts`, then recorded as failed with the reason; the CLI stores
+/// it as a failed run.
+#[test]
+fn nan_losses_are_retried_then_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), 64);
+    let mut cfg = tiny(1.0);
+    cfg.set("learning_rate", "1e30").unwrap();
+    cfg.set("max_attempts", "2").unwrap();
+    let out = train(
+        &mut Cpu,
+        &spec(CELL_BITS, CELL_OPS),
+        &cfg,
+        &data,
+        &RunOptions {
+            seed: 1,
+            checkpoint_dir: None,
+            record_losses: 4,
+            report_every: 0,
+            progress: &Quiet,
+        },
+    )
+    .unwrap();
+    assert_eq!(out.attempts, 2);
+    let why = out.failure.unwrap();
+    assert!(why.contains("loss is") && why.contains("step"), "{why}");
+    assert!(out.evaluations.is_empty());
+}

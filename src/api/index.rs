@@ -7,20 +7,24 @@
 //! modification time. Layout (little-endian, every section 8-aligned):
 //!
 //! ```text
-//! "NBQIDX01" | u64 header length | JSON header | pad
-//! hashes   [n][16]  big-endian MD5 bytes, sorted (= hex order)
-//! cells    [n][32]  vertices, 7 row masks, 7 labels (i8), pad,
-//!                   trainable parameters (i64, i64::MIN = NULL),
-//!                   repeats present per budget (8 x u8)
+//! "NBQIDX02" | u64 header length | JSON header | pad
+//! buckets  [2^bits + 1]u32  buckets[k]..buckets[k+1]: the cells whose hash
+//!                   starts with the bits-bit prefix k (about one per bucket)
+//! cells    [n][64]  one cache line per cell, sorted by hash: the hash
+//!                   (16 big-endian MD5 bytes, = hex order), vertices,
+//!                   7 row masks, 7 labels (i8), pad, trainable parameters
+//!                   (i64, i64::MIN = NULL), repeats present per budget
+//!                   (8 x u8), pad
 //! metrics  [n][b][r][8]f64  halfway then final (time, train, valid, test),
 //!                   NaN = NULL; 64-aligned, so one run is one cache line
 //! keys     [n]u64   canonical keys (generate::canonical_key), sorted
 //! key_cell [n]u32   the cell of each key (pad)
 //! ```
 //!
-//! No per-cell heap objects: a lookup is a bucketed search over the mapped
-//! hashes (or a binary search over the keys), and the answer is read in
-//! place: one cell record and one run, a cache line each.
+//! No per-cell heap objects: a lookup by hash reads one bucket pair, then
+//! the cell's line (which holds its hash) and the run's line, whose
+//! addresses are both known from the bucket, so the two memory accesses
+//! overlap; a spec goes through a binary search over the canonical keys.
 
 use std::fs::File;
 use std::io::Write;
@@ -38,11 +42,11 @@ use crate::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
 use crate::graph::{Matrix, ModelHash};
 use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
 
-const MAGIC: &[u8; 8] = b"NBQIDX01";
+const MAGIC: &[u8; 8] = b"NBQIDX02";
 /// Values per run: halfway then final (training time, train, validation, test).
 const VALUES: usize = 8;
 /// Bytes of a cell record.
-const CELL_BYTES: usize = 32;
+const CELL_BYTES: usize = 64;
 /// Most budgets a cell record counts repeats for.
 const MAX_BUDGETS: usize = 8;
 
@@ -77,6 +81,8 @@ impl SourceFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Header {
     cells: usize,
+    /// Bits of the hash prefix that numbers the buckets.
+    bucket_bits: u32,
     budgets: Vec<u32>,
     /// The budgets in the order they first appear in the data.
     budget_order: Vec<u32>,
@@ -90,7 +96,7 @@ struct Header {
 /// Byte offsets of the sections.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
-    hashes: usize,
+    buckets: usize,
     cells: usize,
     metrics: usize,
     keys: usize,
@@ -105,14 +111,14 @@ fn align8(x: usize) -> usize {
 impl Layout {
     fn new(start: usize, h: &Header) -> Layout {
         let (n, b, r) = (h.cells, h.budgets.len(), h.repeats);
-        let hashes = align8(start);
-        let cells = hashes + n * 16;
-        let metrics = (cells + n * CELL_BYTES).div_ceil(64) * 64;
+        let buckets = align8(start);
+        let cells = (buckets + ((1usize << h.bucket_bits) + 1) * 4).div_ceil(64) * 64;
+        let metrics = cells + n * CELL_BYTES;
         let keys = metrics + n * b * r * VALUES * 8;
         let key_cells = keys + n * 8;
         let end = align8(key_cells + n * 4);
         Layout {
-            hashes,
+            buckets,
             cells,
             metrics,
             keys,
@@ -142,9 +148,6 @@ pub struct Index {
     bytes: Bytes,
     header: Header,
     layout: Layout,
-    /// `bucket[k]..bucket[k + 1]`: the cells whose hash starts with the
-    /// 16-bit prefix `k`.
-    bucket: Vec<u32>,
     /// Where the index was read from or written to (`None`: memory only).
     pub path: Option<PathBuf>,
     /// Whether this open built it (rather than mapping a fresh file).
@@ -208,34 +211,16 @@ impl Index {
         if bytes.len() != layout.end {
             return None;
         }
-        let mut ix = Index {
+        if header.bucket_bits > 24 {
+            return None;
+        }
+        Some(Index {
             bytes,
             header,
             layout,
-            bucket: Vec::new(),
             path: None,
             built: false,
-        };
-        ix.bucket = ix.make_buckets();
-        Some(ix)
-    }
-
-    fn make_buckets(&self) -> Vec<u32> {
-        let mut bucket = vec![0u32; 65537];
-        let mut k = 0usize;
-        for i in 0..self.header.cells {
-            let o = self.layout.hashes + i * 16;
-            let prefix = usize::from(self.bytes[o]) << 8 | usize::from(self.bytes[o + 1]);
-            while k <= prefix {
-                bucket[k] = i as u32;
-                k += 1;
-            }
-        }
-        while k <= 65536 {
-            bucket[k] = self.header.cells as u32;
-            k += 1;
-        }
-        bucket
+        })
     }
 
     /// Builds the index from a connection whose `models` and `evaluations`
@@ -305,25 +290,27 @@ impl Index {
 
     /// The hash of cell `i`.
     pub fn hash(&self, i: usize) -> ModelHash {
-        let o = self.layout.hashes + i * 16;
+        let o = self.layout.cells + i * CELL_BYTES;
         let mut h = [0u8; 16];
         h.copy_from_slice(&self.bytes[o..o + 16]);
         ModelHash(h)
     }
 
+    fn bucket(&self, k: usize) -> usize {
+        let o = self.layout.buckets + k * 4;
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&self.bytes[o..o + 4]);
+        u32::from_le_bytes(a) as usize
+    }
+
     /// The cell with `hash`.
     pub fn find_hash(&self, hash: &ModelHash) -> Option<usize> {
-        let prefix = usize::from(hash.0[0]) << 8 | usize::from(hash.0[1]);
-        let (lo, hi) = (
-            self.bucket[prefix] as usize,
-            self.bucket[prefix + 1] as usize,
-        );
-        let base = self.layout.hashes;
-        let slice = &self.bytes[base + lo * 16..base + hi * 16];
-        slice
-            .chunks_exact(16)
-            .position(|c| c == hash.0)
-            .map(|p| lo + p)
+        let prefix = (u128::from_be_bytes(hash.0) >> (128 - self.header.bucket_bits)) as usize;
+        let (lo, hi) = (self.bucket(prefix), self.bucket(prefix + 1));
+        (lo..hi.min(self.header.cells)).find(|&i| {
+            let o = self.layout.cells + i * CELL_BYTES;
+            self.bytes[o..o + 16] == hash.0
+        })
     }
 
     /// The cell whose canonical key is `key`.
@@ -349,7 +336,7 @@ impl Index {
     /// The stored form of cell `i`.
     pub fn fixed(&self, i: usize) -> FixedStats {
         let o = self.layout.cells + i * CELL_BYTES;
-        let b = &self.bytes[o..o + 16];
+        let b = &self.bytes[o + 16..o + 32];
         let mut graph = LabeledGraph {
             n: b[0],
             rows: [0; MAX_VERTICES],
@@ -359,7 +346,7 @@ impl Index {
         for (l, &x) in graph.labels.iter_mut().zip(&b[8..15]) {
             *l = x as i8;
         }
-        let p = u64_at(&self.bytes, o + 16) as i64;
+        let p = u64_at(&self.bytes, o + 32) as i64;
         FixedStats {
             hash: self.hash(i),
             graph,
@@ -369,7 +356,7 @@ impl Index {
 
     /// Repeats of cell `i` at budget index `b`.
     pub fn repeat_count(&self, i: usize, b: usize) -> usize {
-        usize::from(self.bytes[self.layout.cells + i * CELL_BYTES + 24 + b])
+        usize::from(self.bytes[self.layout.cells + i * CELL_BYTES + 40 + b])
     }
 
     /// Run `r` (0-based, file order) of cell `i` at budget index `b`.
@@ -541,8 +528,11 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
     keyed.sort_unstable();
     let keys_unique = keyed.windows(2).all(|w| w[0].0 != w[1].0);
 
+    // About one cell per bucket.
+    let bucket_bits = (usize::BITS - cells.len().leading_zeros()).clamp(8, 24);
     let header = Header {
         cells: cells.len(),
+        bucket_bits,
         budgets,
         budget_order,
         repeats,
@@ -555,15 +545,28 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
     out[..8].copy_from_slice(MAGIC);
     out[8..16].copy_from_slice(&(json.len() as u64).to_le_bytes());
     out[16..16 + json.len()].copy_from_slice(&json);
+    let mut next_bucket = 0usize;
+    let put_bucket = |out: &mut Vec<u8>, k: usize, cell: usize| {
+        out[layout.buckets + k * 4..][..4].copy_from_slice(&(cell as u32).to_le_bytes());
+    };
     for (i, (h, g, p)) in cells.iter().enumerate() {
-        out[layout.hashes + i * 16..][..16].copy_from_slice(h);
-        let o = layout.cells + i * CELL_BYTES;
-        out[o] = g.n;
-        out[o + 1..o + 8].copy_from_slice(&g.rows);
-        for (k, &l) in g.labels.iter().enumerate() {
-            out[o + 8 + k] = l as u8;
+        let prefix = (u128::from_be_bytes(*h) >> (128 - bucket_bits)) as usize;
+        while next_bucket <= prefix {
+            put_bucket(&mut out, next_bucket, i);
+            next_bucket += 1;
         }
-        out[o + 16..o + 24].copy_from_slice(&p.to_le_bytes());
+        let o = layout.cells + i * CELL_BYTES;
+        out[o..o + 16].copy_from_slice(h);
+        out[o + 16] = g.n;
+        out[o + 17..o + 24].copy_from_slice(&g.rows);
+        for (k, &l) in g.labels.iter().enumerate() {
+            out[o + 24 + k] = l as u8;
+        }
+        out[o + 32..o + 40].copy_from_slice(&p.to_le_bytes());
+    }
+    while next_bucket <= 1 << bucket_bits {
+        put_bucket(&mut out, next_bucket, cells.len());
+        next_bucket += 1;
     }
     for (k, &(key, cell)) in keyed.iter().enumerate() {
         out[layout.keys + k * 8..][..8].copy_from_slice(&key.to_le_bytes());
@@ -633,7 +636,7 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
                 continue;
             }
             let r = r as usize - 1;
-            let count = &mut out[layout.cells + cell * CELL_BYTES + 24 + b];
+            let count = &mut out[layout.cells + cell * CELL_BYTES + 40 + b];
             *count = (*count).max(r as u8 + 1);
             let base = layout.metrics + (((cell * nb + b) * repeats + r) * VALUES) * 8;
             let k = if point.value(i) == 1 { 0 } else { 4 };
@@ -654,6 +657,7 @@ mod tests {
     fn layout_sections_are_aligned_and_ordered() {
         let h = Header {
             cells: 5,
+            bucket_bits: 8,
             budgets: vec![4, 108],
             budget_order: vec![108, 4],
             repeats: 3,
@@ -661,10 +665,12 @@ mod tests {
             source: vec![],
         };
         let l = Layout::new(37, &h);
-        let starts = [l.hashes, l.cells, l.metrics, l.keys, l.key_cells, l.end];
+        let starts = [l.buckets, l.cells, l.metrics, l.keys, l.key_cells, l.end];
         assert!(starts.iter().all(|s| s % 8 == 0), "{l:?}");
         assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{l:?}");
         assert_eq!(l.metrics % 64, 0);
+        assert_eq!(l.cells % 64, 0);
+        assert!(l.buckets + 257 * 4 <= l.cells);
         assert_eq!(l.keys - l.metrics, 5 * 2 * 3 * 8 * 8);
         assert!(l.cells + 5 * CELL_BYTES <= l.metrics);
     }

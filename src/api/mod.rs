@@ -319,7 +319,7 @@ impl Sampler {
     ) -> Result<QueryResult, ApiError> {
         let r = self.rng.below(NUM_REPEATS as u64) as usize;
         let (fixed, found, metrics) = run(r);
-        let metrics = metrics.ok_or(ApiError::MissingRepeat {
+        let metrics = metrics.ok_or_else(|| ApiError::MissingRepeat {
             hash: fixed.hash,
             epochs,
             found,
