@@ -10,7 +10,7 @@
 //   backward-filter C = dw [cout][cin*k*k], A[co][p] = dy[img][co][pix],
 //                B[p][(ci,ky,kx)] = x[img][ci][y+ky-pad][x+kx-pad]  (split-K, atomics)
 // A block computes a 64x64 tile of C with 4 warps (2x2, 32x32 each: 2 x 4
-// m16n8k8 tiles), stepping K by 16 through shared memory. Operands are
+// m16n8k8 tiles), stepping K by 32 through shared memory. Operands are
 // rounded to TF32 (cvt.rna) when stored to shared memory; shared rows are
 // padded by 4 floats so fragment reads are bank-conflict free. 1x1 kernels
 // take the same path (k = 1: the gather is a strided copy). With
@@ -21,9 +21,11 @@
 
 #define BM 64
 #define BN 64
-#define BK 16
+#define BK 32
 #define PAD 4
 #define THREADS 128
+#define A_STEP (THREADS / BK)  // rows between one thread's A loads
+#define B_STEP (THREADS / BN)  // rows between one thread's B loads (forward, data gradient)
 
 #define MODE_FWD 0
 #define MODE_DGRAD 1
@@ -50,11 +52,11 @@ __device__ __forceinline__ void mma_tf32(float* d, const unsigned* a, const unsi
 
 // One 64x64 tile of C over k-range [k_begin, k_end).
 //
-// Loads: thread t fills A elements (rows t/16 + 8i, column t%16) of each
+// Loads: thread t fills A elements (rows t/32 + 4i, column t%32) of each
 // k-step, and B elements (rows t/64 + 2i, column t%64) for the forward and
 // data gradient, whose B column (a pixel) is then fixed for the whole
 // block and decomposed once; for the filter gradient, B elements (row
-// t%16, columns t/16 + 8i), so that consecutive threads read consecutive
+// t%32, columns t/32 + 4i), so that consecutive threads read consecutive
 // pixels, with the columns' kernel taps decomposed once per block.
 __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, const float* __restrict__ b,
                                       float* __restrict__ c, ConvArgs s, int M, int N, int K,
@@ -66,8 +68,9 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
     const int g = lane >> 2, t4 = lane & 3;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int hw = s.h * s.w, kk2 = s.k * s.k, pad = s.k / 2;
-    const int acol = tid & 15, arow0 = tid >> 4;
-    const int bcol = tid & 63, brow0 = tid >> 6;
+    // A loads: column tid % BK, rows tid / BK + A_STEP i.
+    const int acol = tid % BK, arow0 = tid / BK;
+    const int bcol = tid % BN, brow0 = tid / BN;
     const int nn = n0 + bcol;
     const bool col_ok = nn < N;
     // This thread's B column: a pixel (forward, data gradient) or a
@@ -113,24 +116,24 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
                 const int img = kg / hw;
                 base = (long long)img * s.cout * hw + (kg - img * hw);
             }
-#pragma unroll
+#pragma unroll 4
             for (int i = 0; i < (BM * BK) / THREADS; i++) {
-                const int m = m0 + arow0 + 8 * i;
+                const int m = m0 + arow0 + A_STEP * i;
                 float v = 0.0f;
                 if (k_ok && m < M) {
                     if (mode == MODE_FWD) v = a[(long long)m * K + kg];
                     else if (mode == MODE_DGRAD) v = a[base + (long long)m * kk2];
                     else v = a[base + (long long)m * hw];
                 }
-                As[acol][arow0 + 8 * i] = s.exact ? __float_as_uint(v) : to_tf32(v);
+                As[acol][arow0 + A_STEP * i] = s.exact ? __float_as_uint(v) : to_tf32(v);
             }
         }
         if (mode != MODE_WGRAD) {
             // B: this thread's pixel column, rows brow0 + 2i; consecutive
             // threads read consecutive pixels.
-#pragma unroll
+#pragma unroll 4
             for (int i = 0; i < (BK * BN) / THREADS; i++) {
-                const int kg = k0 + brow0 + 2 * i;
+                const int kg = k0 + brow0 + B_STEP * i;
                 float v = 0.0f;
                 if (col_ok && kg < k_end) {
                     int ch = kg, ky = 0, kx = 0;
@@ -144,7 +147,7 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
                     if (y >= 0 && y < s.h && x >= 0 && x < s.w)
                         v = bsrc[(((long long)p_img * bch + ch) * s.h + y) * s.w + x];
                 }
-                Bs[brow0 + 2 * i][bcol] = s.exact ? __float_as_uint(v) : to_tf32(v);
+                Bs[brow0 + B_STEP * i][bcol] = s.exact ? __float_as_uint(v) : to_tf32(v);
             }
         } else {
             // B of the filter gradient: this thread's row (a pixel) is
@@ -160,9 +163,9 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
                 py = pix / s.w;
                 px = pix - py * s.w;
             }
-#pragma unroll
+#pragma unroll 4
             for (int i = 0; i < (BK * BN) / THREADS; i++) {
-                const int col = arow0 + 8 * i;
+                const int col = arow0 + A_STEP * i;
                 float v = 0.0f;
                 if (row_ok && Tap[col][3]) {
                     const int y = py + Tap[col][1] - pad, x = px + Tap[col][2] - pad;
@@ -184,6 +187,7 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
                         const int ml = wm * 32 + i * 16 + g + (r >= 2 ? 8 : 0);
                         const int nl = wn * 32 + j * 8 + t4 * 2 + (r & 1);
                         float sum = acc[i][j][r];
+#pragma unroll 1
                         for (int kk = 0; kk < BK; kk++)
                             sum = fmaf(__uint_as_float(As[kk][ml]), __uint_as_float(Bs[kk][nl]), sum);
                         acc[i][j][r] = sum;
@@ -251,7 +255,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_bwd_data_f32(const fl
 
 // dw += dy (x) x over a slice of the pixels; dw must be zeroed first.
 // Grid (ceil(cin*k*k / 64), ceil(cout / 64), splits); each z covers
-// `chunk` pixels (a multiple of 16).
+// `chunk` pixels (a multiple of BK).
 extern "C" __global__ void __launch_bounds__(THREADS) conv_bwd_filter_f32(const float* __restrict__ x, const float* __restrict__ dy,
                                                                           float* __restrict__ dw, ConvArgs s, int chunk) {
     const int K = s.n * s.h * s.w;

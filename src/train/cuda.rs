@@ -475,7 +475,7 @@ impl Backend for Cuda {
         let splits = (2 * self.sms as usize)
             .div_ceil(base)
             .clamp(1, k.div_ceil(256).max(1));
-        let chunk = k.div_ceil(splits).div_ceil(16) * 16;
+        let chunk = k.div_ceil(splits).div_ceil(32) * 32;
         let splits = k.div_ceil(chunk);
         let a = self.conv_args(s);
         let chunk = chunk as i32;
