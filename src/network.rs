@@ -183,6 +183,12 @@ pub fn network_parameters(
 /// The trainable-parameter count of the full network for `spec` (after
 /// pruning), as the dataset's `trainable_parameters` reports it.
 pub fn trainable_parameters(spec: &ModelSpec, config: &NetworkConfig) -> Result<u64, NetworkError> {
+    let (matrix, interior) = pruned_cell(spec)?;
+    network_parameters(matrix, &interior, config)
+}
+
+/// The pruned matrix of `spec` and the ops of its interior vertices.
+pub fn pruned_cell(spec: &ModelSpec) -> Result<(&Matrix, Vec<Op>), NetworkError> {
     let (matrix, ops) = spec
         .matrix()
         .zip(spec.ops())
@@ -191,5 +197,5 @@ pub fn trainable_parameters(spec: &ModelSpec, config: &NetworkConfig) -> Result<
         .iter()
         .map(|o| o.parse::<Op>())
         .collect::<Result<Vec<_>, _>>()?;
-    network_parameters(matrix, &interior, config)
+    Ok((matrix, interior))
 }

@@ -251,35 +251,42 @@ fn spec_from_line(line: &str) -> anyhow::Result<ModelSpec> {
     Ok(ModelSpec::new(&parse_matrix(&m)?, parse_ops(&o)?)?)
 }
 
-/// Trains one run on `be` with a progress bar.
-#[allow(clippy::too_many_arguments)]
-fn train_one<B: Backend>(
-    be: &mut B,
-    spec: &ModelSpec,
-    cfg: &TrainConfig,
-    data: &data::Cifar,
+/// One run to train.
+struct Job<'a> {
+    spec: &'a ModelSpec,
+    cfg: &'a TrainConfig,
+    data: &'a data::Cifar,
     seed: u64,
     checkpoint_dir: Option<PathBuf>,
     label: String,
     quiet: bool,
-) -> anyhow::Result<(trainer::TrainOutcome, SystemTime, SystemTime)> {
-    let bar = Bar::new(quiet, label);
+}
+
+/// Trains `job` on `be` with a progress bar.
+fn train_with<B: Backend>(be: &mut B, job: Job<'_>) -> anyhow::Result<Trained> {
+    let bar = Bar::new(job.quiet, job.label);
     let started = SystemTime::now();
     let outcome = trainer::train(
         be,
-        spec,
-        cfg,
-        data,
+        job.spec,
+        job.cfg,
+        job.data,
         &RunOptions {
-            seed,
-            checkpoint_dir,
+            seed: job.seed,
+            checkpoint_dir: job.checkpoint_dir,
             record_losses: 0,
             report_every: 10,
             progress: &bar,
         },
     )?;
     bar.bar.finish_and_clear();
-    Ok((outcome, started, SystemTime::now()))
+    Ok(Trained {
+        outcome,
+        started,
+        finished: SystemTime::now(),
+        backend: be.name().to_string(),
+        device: be.device_name(),
+    })
 }
 
 /// Opens the database for adding runs, creating it with the dataset's
@@ -303,54 +310,37 @@ struct Trained {
     device: String,
 }
 
-/// Trains one run on the chosen device.
-#[allow(clippy::too_many_arguments)]
-fn train_on(
-    device: Device,
-    spec: &ModelSpec,
-    cfg: &TrainConfig,
-    data: &data::Cifar,
-    seed: u64,
-    checkpoint_dir: Option<PathBuf>,
-    label: String,
-    quiet: bool,
-) -> anyhow::Result<Trained> {
-    fn go<B: Backend>(
-        be: &mut B,
-        spec: &ModelSpec,
-        cfg: &TrainConfig,
-        data: &data::Cifar,
+impl Trained {
+    /// The run as rows to store.
+    fn record<'a>(
+        &'a self,
+        run_id: String,
+        spec: &'a ModelSpec,
+        config: &'a TrainConfig,
+        repeat: u32,
         seed: u64,
-        ckpt: Option<PathBuf>,
-        label: String,
-        quiet: bool,
-    ) -> anyhow::Result<Trained> {
-        let (outcome, started, finished) =
-            train_one(be, spec, cfg, data, seed, ckpt, label, quiet)?;
-        Ok(Trained {
-            outcome,
-            started,
-            finished,
-            backend: be.name().to_string(),
-            device: be.device_name(),
-        })
-    }
-    match device {
-        Device::Cpu => go(
-            &mut nasbench::train::Cpu,
+    ) -> RunRecord<'a> {
+        RunRecord {
+            run_id,
             spec,
-            cfg,
-            data,
+            config,
+            repeat,
+            backend: self.backend.clone(),
+            device: self.device.clone(),
             seed,
-            checkpoint_dir,
-            label,
-            quiet,
-        ),
-        #[cfg(feature = "cuda")]
-        Device::Cuda => {
-            let mut be = nasbench::train::cuda::Cuda::new(0)?;
-            go(&mut be, spec, cfg, data, seed, checkpoint_dir, label, quiet)
+            started: self.started,
+            finished: self.finished,
+            outcome: &self.outcome,
         }
+    }
+}
+
+/// Trains `job` on the chosen device.
+fn train_on(device: Device, job: Job<'_>) -> anyhow::Result<Trained> {
+    match device {
+        Device::Cpu => train_with(&mut nasbench::train::Cpu, job),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => train_with(&mut nasbench::train::cuda::Cuda::new(0)?, job),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda => bail!(
             "this nasbench was built without CUDA; rebuild with `cargo build --release --features cuda`"
@@ -380,28 +370,23 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map(|d| d.join(format!("repeat-{r}")));
         let label = format!("repeat {r}/{}", a.repeats);
-        let t = train_on(
-            a.train.device,
+        let job = Job {
+            spec: &spec,
+            cfg: &cfg,
+            data: &data,
+            seed,
+            checkpoint_dir: ckpt,
+            label,
+            quiet: a.train.quiet,
+        };
+        let t = train_on(a.train.device, job)?;
+        let rec = t.record(
+            rows::run_id(&spec, r, seed, t.started),
             &spec,
             &cfg,
-            &data,
+            r,
             seed,
-            ckpt,
-            label,
-            a.train.quiet,
-        )?;
-        let rec = RunRecord {
-            run_id: rows::run_id(&spec, r, seed, t.started),
-            spec: &spec,
-            config: &cfg,
-            repeat: r,
-            backend: t.backend.clone(),
-            device: t.device.clone(),
-            seed,
-            started: t.started,
-            finished: t.finished,
-            outcome: &t.outcome,
-        };
+        );
         rows::stage(&conn, &rec)?;
         rows::merge(&conn)?;
         conn.execute_batch("DROP TABLE IF EXISTS unit_rows")?;
@@ -510,28 +495,23 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         let seed = a.train.seed.wrapping_add(i as u64);
         let ckpt = a.out.join("checkpoints").join(format!("unit-{i:08}"));
         let label = format!("unit {i} ({}, repeat {repeat})", &hash[..8]);
-        let t = train_on(
-            a.train.device,
+        let job = Job {
+            spec,
+            cfg: &cfg,
+            data: &data,
+            seed,
+            checkpoint_dir: Some(ckpt.clone()),
+            label,
+            quiet: a.train.quiet,
+        };
+        let t = train_on(a.train.device, job)?;
+        let rec = t.record(
+            format!("unit-{i:08}-{}-r{repeat}-s{seed}", &hash[..8]),
             spec,
             &cfg,
-            &data,
-            seed,
-            Some(ckpt.clone()),
-            label,
-            a.train.quiet,
-        )?;
-        let rec = RunRecord {
-            run_id: format!("unit-{i:08}-{}-r{repeat}-s{seed}", &hash[..8]),
-            spec,
-            config: &cfg,
             repeat,
-            backend: t.backend.clone(),
-            device: t.device.clone(),
             seed,
-            started: t.started,
-            finished: t.finished,
-            outcome: &t.outcome,
-        };
+        );
         rows::write_unit(&file, &rec)?;
         let _ = std::fs::remove_dir_all(&ckpt);
         eprintln!("unit {i}: wrote {}", file.display());

@@ -373,6 +373,23 @@ impl Cuda {
     }
 }
 
+/// Launches of the batch-norm reductions: `slices` blocks per channel, and
+/// one thread per channel for the finalize.
+fn bn_configs(slices: u32, c: usize) -> (LaunchConfig, LaunchConfig) {
+    (
+        LaunchConfig {
+            grid_dim: (slices, c as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        LaunchConfig {
+            grid_dim: (c.div_ceil(128) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        },
+    )
+}
+
 fn tile_grid(n: usize, m: usize, z: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (n.div_ceil(64) as u32, m.div_ceil(64) as u32, z as u32),
@@ -509,16 +526,7 @@ impl Backend for Cuda {
             .partials
             .take()
             .ok_or(BackendError::Shape("bn partials"))?;
-        let reduce = LaunchConfig {
-            grid_dim: (slices, s.c as u32, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let fin = LaunchConfig {
-            grid_dim: (s.c.div_ceil(128) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let (reduce, fin) = bn_configs(slices, s.c);
         let (null, count, sl, zero) = (0u64, (s.n * s.hw) as i32, slices as i32, 0i32);
         let result = (|| {
             for what in [0i32, 1] {
@@ -587,16 +595,7 @@ impl Backend for Cuda {
             .partials
             .take()
             .ok_or(BackendError::Shape("bn partials"))?;
-        let reduce = LaunchConfig {
-            grid_dim: (slices, s.c as u32, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let fin = LaunchConfig {
-            grid_dim: (s.c.div_ceil(128) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let (reduce, fin) = bn_configs(slices, s.c);
         let (null, count, sl, two, zero) = (0u64, (s.n * s.hw) as i32, slices as i32, 2i32, 0.0f32);
         let total = s.len() as i64;
         let result = (|| {

@@ -19,7 +19,6 @@ use super::data::{Cifar, RGB_MEAN, RGB_STD, Split};
 use super::net::{Graph, Mode, Net, init_params};
 use crate::api::SplitMix64;
 use crate::network::{NetworkConfig, NetworkError};
-use crate::ops::Op;
 use crate::spec::ModelSpec;
 
 /// How the learning rate decays (`lr_decay_method`).
@@ -358,25 +357,11 @@ struct CheckpointMeta {
     losses: Vec<f32>,
 }
 
-/// The pruned cell's matrix and interior ops.
-pub fn cell_of(spec: &ModelSpec) -> Result<(crate::graph::Matrix, Vec<Op>), TrainError> {
-    let (m, ops) = spec
-        .matrix()
-        .zip(spec.ops())
-        .ok_or(NetworkError::Disconnected)?;
-    let interior = ops[1..ops.len() - 1]
-        .iter()
-        .map(|o| o.parse::<Op>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(NetworkError::from)?;
-    Ok((m.clone(), interior))
-}
-
 /// Builds the graph a config and cell train.
 pub fn build_graph(spec: &ModelSpec, cfg: &TrainConfig) -> Result<Graph, TrainError> {
-    let (m, ops) = cell_of(spec)?;
+    let (m, ops) = crate::network::pruned_cell(spec)?;
     Ok(Graph::build(
-        &m,
+        m,
         &ops,
         &cfg.network(),
         cfg.image_size,
