@@ -63,8 +63,8 @@ pub fn budget_order(conn: &Connection, budgets: &[u32]) -> Result<Vec<u32>, ApiE
 /// holding `models.parquet` and `evaluations.parquet` (`nasbench ingest
 /// --parquet` or `nasbench export`).
 pub fn connect(path: &Path) -> Result<Connection, ApiError> {
-    // One thread: a point lookup gains nothing from more, and each thread
-    // costs memory.
+    // Two threads: the lookup scans the hash column of `evaluations`;
+    // more threads cost memory for little gain on a point query.
     let config = || {
         Config::default()
             .access_mode(duckdb::AccessMode::ReadOnly)

@@ -627,13 +627,14 @@ fn run_attempt<B: Backend>(
     let seed = opts
         .seed
         .wrapping_add((attempt as u64 - 1).wrapping_mul(0x5851_f42d_4c95_7f2d));
-    let train_split = if cfg.augment {
+    // Augment runs train on train + validation; others use train in place.
+    let train_split: std::borrow::Cow<'_, Split> = if cfg.augment {
         let mut s = data.train.clone();
         s.images.extend_from_slice(&data.valid.images);
         s.labels.extend_from_slice(&data.valid.labels);
-        s
+        std::borrow::Cow::Owned(s)
     } else {
-        data.train.clone()
+        std::borrow::Cow::Borrowed(&data.train)
     };
     let n_train = train_split.len();
     if n_train == 0 {
@@ -681,7 +682,7 @@ fn run_attempt<B: Backend>(
         batch_labels: Vec::new(),
         net,
     };
-    for (i, info) in graph.params.iter().enumerate() {
+    for info in &graph.params {
         let (ms, mom) = match &resume {
             Some((_, t)) => (
                 t.get(&format!("slot/ms/{}", info.name)).cloned(),
@@ -693,7 +694,6 @@ fn run_attempt<B: Backend>(
             .push(be.upload(&ms.unwrap_or_else(|| vec![1.0; info.len()]))?);
         run.mom
             .push(be.upload(&mom.unwrap_or_else(|| vec![0.0; info.len()]))?);
-        let _ = i;
     }
     if let Some((_, t)) = &resume {
         for (i, slot) in run.net.running.iter_mut().enumerate() {
