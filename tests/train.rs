@@ -79,7 +79,17 @@ fn tiny_network_learns_the_synthetic_set_and_its_rows_land_in_the_database() {
     let started = Instant::now();
     let out = run(Command::new(BIN)
         .args([
-            "train", "-q", "--matrix", CELL_BITS, "--ops", CELL_OPS, "--epochs", "6", "--data",
+            "train",
+            "-q",
+            "--matrix",
+            CELL_BITS,
+            "--ops",
+            CELL_OPS,
+            "--epochs",
+            "6",
+            "--repeats",
+            "1",
+            "--data",
         ])
         .arg(dir.path())
         .args(tiny_args())

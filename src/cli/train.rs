@@ -83,7 +83,7 @@ impl TrainArgs {
 #[command(after_help = "Examples:
   nasbench synth-cifar data/
   nasbench train --matrix 0110000100010000 --ops input,conv3x3-bn-relu,maxpool3x3,output \\
-      --data data/ --epochs 4 --config stem_filter_size=16 --config num_stacks=1 \\
+      --data data/ --epochs 4 --repeats 1 --config stem_filter_size=16 --config num_stacks=1 \\
       --config num_modules_per_stack=1 --config image_size=16 --config batch_size=32 --db runs.duckdb
   nasbench train --dry-run --matrix 0111010000000100000010000100000000100000010000000 \\
       --ops input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output")]
@@ -96,8 +96,8 @@ pub struct Args {
     /// `maxpool3x3-conv1x1`), or hash labels.
     #[arg(short, long, allow_hyphen_values = true)]
     ops: String,
-    /// Independent runs (repeats).
-    #[arg(long, default_value_t = 1)]
+    /// Independent runs (repeats; the dataset has 3 per cell and budget).
+    #[arg(long, default_value_t = 3)]
     repeats: u32,
     /// Database to add the runs to (created with the dataset schema if missing).
     #[arg(long, default_value = "nasbench.duckdb")]
