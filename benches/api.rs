@@ -216,37 +216,27 @@ fn child(db: &Path) {
     let by_md5 = n_md5 as f64 / t.elapsed().as_secs_f64();
     println!("query via the MD5 hash (spec.hash() + query_hash), 1 core: {by_md5:.0} queries/s");
 
-    let t = Instant::now();
-    let rounds = 10;
-    for _ in 0..rounds {
-        for h in &hashes {
-            acc += nb
-                .query_hash(h, 108, false)
-                .expect("query")
-                .point
-                .training_time
-                .unwrap_or(0.0);
+    // Queries per second of ten passes over `hashes`.
+    let mut timed_passes = |hashes: &[ModelHash]| {
+        let t = Instant::now();
+        for _ in 0..10 {
+            for h in hashes {
+                acc += nb
+                    .query_hash(h, 108, false)
+                    .expect("query")
+                    .point
+                    .training_time
+                    .unwrap_or(0.0);
+            }
         }
-    }
-    let by_hash = (rounds * hashes.len()) as f64 / t.elapsed().as_secs_f64();
-    println!(
-        "query_hash in memory, 1 core, random cells: {by_hash:.0} queries/s (checksum {acc:.1})"
-    );
+        10.0 * hashes.len() as f64 / t.elapsed().as_secs_f64()
+    };
+    let by_hash = timed_passes(&hashes);
     // The same hashes in index order: what the lookups cost when the data
     // they touch is in cache (random order is bound by memory latency).
     hashes.sort_unstable();
-    let t = Instant::now();
-    for _ in 0..rounds {
-        for h in &hashes {
-            acc += nb
-                .query_hash(h, 108, false)
-                .expect("query")
-                .point
-                .training_time
-                .unwrap_or(0.0);
-        }
-    }
-    let sorted = (rounds * hashes.len()) as f64 / t.elapsed().as_secs_f64();
+    let sorted = timed_passes(&hashes);
+    println!("query_hash in memory, 1 core, random cells: {by_hash:.0} queries/s");
     println!(
         "query_hash in memory, 1 core, cells in index order: {sorted:.0} queries/s (checksum {acc:.1})"
     );

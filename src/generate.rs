@@ -261,6 +261,28 @@ struct Shape {
     offset: u64,
 }
 
+impl Shape {
+    /// A shape with its minimal adjacency code over `perms` (the interior
+    /// permutations) and the permutations reaching it.
+    fn new(n: usize, rows: [u8; MAX_VERTICES], perms: &[[u8; MAX_VERTICES]], offset: u64) -> Shape {
+        let codes: Vec<u64> = perms.iter().map(|p| adj_code(&rows, n, p)).collect();
+        let min_adj = codes.iter().copied().min().unwrap_or(0);
+        let best_perms = perms
+            .iter()
+            .zip(&codes)
+            .filter(|&(_, &c)| c == min_adj)
+            .map(|(p, _)| *p)
+            .collect();
+        Shape {
+            n,
+            rows,
+            min_adj,
+            best_perms,
+            offset,
+        }
+    }
+}
+
 /// All permutations of the interior vertices 1..n-1 (input and output fixed).
 fn interior_perms(n: usize) -> Vec<[u8; MAX_VERTICES]> {
     let mut out = Vec::new();
@@ -437,23 +459,7 @@ pub fn generate(opts: &GenerateOptions, progress: &dyn Progress) -> Result<Space
         let built: Vec<Shape> = found
             .into_par_iter()
             .enumerate()
-            .map(|(i, rows)| {
-                let codes: Vec<u64> = perms.iter().map(|p| adj_code(&rows, n, p)).collect();
-                let min_adj = codes.iter().copied().min().unwrap_or(0);
-                let best_perms = perms
-                    .iter()
-                    .zip(&codes)
-                    .filter(|&(_, &c)| c == min_adj)
-                    .map(|(p, _)| *p)
-                    .collect();
-                Shape {
-                    n,
-                    rows,
-                    min_adj,
-                    best_perms,
-                    offset: offset + i as u64 * per_shape,
-                }
-            })
+            .map(|(i, rows)| Shape::new(n, rows, &perms, offset + i as u64 * per_shape))
             .collect();
         offset += built.len() as u64 * per_shape;
         shapes.extend(built);
@@ -639,21 +645,7 @@ mod tests {
             let found = shapes_for(n, 9);
             let step = if n <= 5 { 1 } else { 97 };
             for rows in found.into_iter().step_by(step) {
-                let codes: Vec<u64> = perms.iter().map(|p| adj_code(&rows, n, p)).collect();
-                let min_adj = codes.iter().copied().min().unwrap_or(0);
-                let best_perms = perms
-                    .iter()
-                    .zip(&codes)
-                    .filter(|&(_, &c)| c == min_adj)
-                    .map(|(p, _)| *p)
-                    .collect();
-                let shape = Shape {
-                    n,
-                    rows,
-                    min_adj,
-                    best_perms,
-                    offset: 0,
-                };
+                let shape = Shape::new(n, rows, &perms, 0);
                 for (i, key) in canonical_keys(&shape).into_iter().enumerate() {
                     let g = labeled(&shape, i as u64);
                     assert_eq!(canonical_key(&g), key, "{g:?}");

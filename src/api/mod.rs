@@ -309,6 +309,20 @@ struct Sampler {
 }
 
 impl Sampler {
+    /// [`Sampler::take`] for cell `cell` at budget index `b` of the index.
+    fn take_indexed(
+        &mut self,
+        ix: &Index,
+        cell: usize,
+        b: usize,
+        epochs: u32,
+        stop_halfway: bool,
+    ) -> Result<QueryResult, ApiError> {
+        self.take(epochs, stop_halfway, |r| {
+            (ix.fixed(cell), ix.repeat_count(cell, b), ix.run(cell, b, r))
+        })
+    }
+
     /// Draws the repeat, picks the point, advances the counters. `run`
     /// gives the cell, its repeat count and the drawn run.
     fn take(
@@ -487,9 +501,7 @@ impl NasBench {
                 let b = memory_budget(ix, epochs)?;
                 spec.check(&self.domain)?;
                 let cell = find_spec(ix, spec)?;
-                self.sampler.take(epochs, stop_halfway, |r| {
-                    (ix.fixed(cell), ix.repeat_count(cell, b), ix.run(cell, b, r))
-                })
+                self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway)
             }
             Store::Lazy(_) => {
                 if let Err(e) = spec.check(&self.domain) {
@@ -513,9 +525,7 @@ impl NasBench {
             Store::Memory(ix) => {
                 let b = memory_budget(ix, epochs)?;
                 let cell = ix.find_hash(hash).ok_or(ApiError::UnknownHash(*hash))?;
-                self.sampler.take(epochs, stop_halfway, |r| {
-                    (ix.fixed(cell), ix.repeat_count(cell, b), ix.run(cell, b, r))
-                })
+                self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway)
             }
             Store::Lazy(_) => self.query_lazy(*hash, epochs, stop_halfway),
         }

@@ -545,23 +545,11 @@ impl<B: Backend> Net<B> {
                     bn,
                     ..
                 } => {
-                    let (xs, os) = (self.graph.tensors[x], self.graph.tensors[out]);
-                    let cs = ConvShape {
-                        n: self.n,
-                        cin: xs.c,
-                        cout: os.c,
-                        h: xs.h,
-                        w: xs.w,
-                        k,
-                    };
+                    let cs = self.conv_shape(x, out, k);
                     let (xa, pa) = pair(&mut self.acts, x, pre);
                     be.conv_fwd(xa, &self.params[kw], pa, cs)?;
+                    let chan = self.chan(out);
                     let (pa, oa) = pair(&mut self.acts, pre, out);
-                    let chan = ChanShape {
-                        n: self.n,
-                        c: os.c,
-                        hw: os.h * os.w,
-                    };
                     match mode {
                         Mode::Train => {
                             let [m, is] = &mut self.saved[bn];
@@ -597,15 +585,7 @@ impl<B: Backend> Net<B> {
                     }
                 }
                 Layer::MaxPool { x, out, k, stride } => {
-                    let s = self.graph.tensors[x];
-                    let ps = PoolShape {
-                        n: self.n,
-                        c: s.c,
-                        h: s.h,
-                        w: s.w,
-                        k,
-                        stride,
-                    };
+                    let ps = self.pool_shape(x, k, stride);
                     let (xa, oa) = pair(&mut self.acts, x, out);
                     be.maxpool_fwd(xa, oa, ps)?;
                 }
@@ -638,6 +618,32 @@ impl<B: Backend> Net<B> {
             }
         }
         Ok(())
+    }
+
+    /// The convolution of layer input `x` to output `out`.
+    fn conv_shape(&self, x: usize, out: usize, k: usize) -> ConvShape {
+        let (xs, os) = (self.graph.tensors[x], self.graph.tensors[out]);
+        ConvShape {
+            n: self.n,
+            cin: xs.c,
+            cout: os.c,
+            h: xs.h,
+            w: xs.w,
+            k,
+        }
+    }
+
+    /// The pooling of tensor `x`.
+    fn pool_shape(&self, x: usize, k: usize, stride: usize) -> PoolShape {
+        let s = self.graph.tensors[x];
+        PoolShape {
+            n: self.n,
+            c: s.c,
+            h: s.h,
+            w: s.w,
+            k,
+            stride,
+        }
     }
 
     fn copy_shape(
@@ -680,12 +686,7 @@ impl<B: Backend> Net<B> {
                     bn,
                     ..
                 } => {
-                    let (xs, os) = (self.graph.tensors[x], self.graph.tensors[out]);
-                    let chan = ChanShape {
-                        n: self.n,
-                        c: os.c,
-                        hw: os.h * os.w,
-                    };
+                    let chan = self.chan(out);
                     let [m, is] = &self.saved[bn];
                     let (dout, dpre) = pair(&mut self.grads, out, pre);
                     let (dg, db) = pair_mut(&mut self.param_grads, g, b);
@@ -702,14 +703,7 @@ impl<B: Backend> Net<B> {
                         chan,
                         true,
                     )?;
-                    let cs = ConvShape {
-                        n: self.n,
-                        cin: xs.c,
-                        cout: os.c,
-                        h: xs.h,
-                        w: xs.w,
-                        k,
-                    };
+                    let cs = self.conv_shape(x, out, k);
                     be.conv_bwd_filter(
                         &self.acts[x],
                         &self.grads[pre],
@@ -722,15 +716,7 @@ impl<B: Backend> Net<B> {
                     }
                 }
                 Layer::MaxPool { x, out, k, stride } => {
-                    let s = self.graph.tensors[x];
-                    let ps = PoolShape {
-                        n: self.n,
-                        c: s.c,
-                        h: s.h,
-                        w: s.w,
-                        k,
-                        stride,
-                    };
+                    let ps = self.pool_shape(x, k, stride);
                     let (dy, dx) = pair(&mut self.grads, out, x);
                     be.maxpool_bwd(&self.acts[x], &self.acts[out], dy, dx, ps, true)?;
                 }
