@@ -460,3 +460,54 @@ fn missing_sources_are_clear_errors() {
     let e = NasBench::in_memory(dir.path(), None).unwrap_err();
     assert!(e.to_string().contains("models.parquet"), "{e}");
 }
+
+#[test]
+fn a_pipelined_batch_answers_like_one_call_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = sample_sources(dir.path());
+    let unknown: ModelHash = "0123456789abcdef0123456789abcdef".parse().unwrap();
+    let mut hashes: Vec<ModelHash> = Vec::new();
+    for k in 0..300 {
+        // Every real cell, an unknown hash now and then, in a long enough
+        // run that the prefetch distance is crossed many times.
+        hashes.push(if k % 7 == 3 {
+            unknown
+        } else {
+            REAL_CELLS[k % REAL_CELLS.len()].0.parse().unwrap()
+        });
+    }
+    type Open = fn(&Path, Option<u64>) -> Result<NasBench, ApiError>;
+    for (store, open) in [
+        ("in memory", NasBench::in_memory as Open),
+        ("lazy", NasBench::lazy as Open),
+    ] {
+        for epochs in [4, 12, 36, 108, 200] {
+            for halfway in [false, true] {
+                // Lazy lookups are DuckDB queries: fewer of them.
+                let hashes = &hashes[..if store == "lazy" { 30 } else { hashes.len() }];
+                let mut one = open(&db, Some(9)).unwrap();
+                let mut batch = open(&db, Some(9)).unwrap();
+                let singles: Vec<String> = hashes
+                    .iter()
+                    .map(|h| format!("{:?}", one.query_hash(h, epochs, halfway)))
+                    .collect();
+                let batched: Vec<String> = batch
+                    .query_hashes(hashes, epochs, halfway)
+                    .iter()
+                    .map(|r| format!("{r:?}"))
+                    .collect();
+                assert_eq!(
+                    batched, singles,
+                    "{store}, {epochs} epochs, halfway {halfway}"
+                );
+                assert_eq!(batch.get_budget_counters(), one.get_budget_counters());
+                if epochs != 200 {
+                    assert!(
+                        batched.iter().any(|r| r.starts_with("Ok")),
+                        "{store} {epochs}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -77,6 +77,35 @@ fn ingest_writes_database_parquet_and_summary() {
         (Some(3), Some(54))
     );
     assert_eq!(v["anomalies"]["cells_missing_budgets"].as_u64(), Some(2));
+
+    // The query index is built with the database, fresh for it, so a
+    // one-shot query maps it instead of scanning DuckDB.
+    let index = dir.path().join("s.duckdb.qidx");
+    assert_eq!(v["query_index"].as_str(), Some("s.duckdb.qidx"));
+    let (source, at) = nasbench::api::index_location(&dir.path().join("s.duckdb")).unwrap();
+    assert_eq!(at, index);
+    assert!(
+        nasbench::api::Index::open_fresh(&index, &source)
+            .unwrap()
+            .is_some(),
+        "the index is stale or unreadable"
+    );
+    let o = nasbench(
+        dir.path(),
+        &[
+            "ingest",
+            "sample.tfrecord",
+            "--db",
+            "t.duckdb",
+            "--json",
+            "-q",
+            "--no-query-index",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["query_index"].is_null());
+    assert!(!dir.path().join("t.duckdb.qidx").exists());
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! The in-memory query index: the dataset's cells and runs as flat columnar arrays in one file, memory-mapped.
 //!
-//! Reading 15 million evaluation rows out of DuckDB takes seconds, so the
-//! first in-memory open builds this file beside the source (`<db>.qidx`,
-//! or `query.qidx` in a Parquet directory) and later opens map it in
-//! milliseconds. It is rebuilt whenever the source's files change size or
+//! Reading 15 million evaluation rows out of DuckDB takes seconds, so
+//! `nasbench ingest` (or else the first in-memory open) builds this file
+//! beside the source (`<db>.qidx`, or `query.qidx` in a Parquet directory)
+//! and later opens map it in milliseconds. It is rebuilt whenever the source's files change size or
 //! modification time. Layout (little-endian, every section 8-aligned):
 //!
 //! ```text
@@ -53,7 +53,9 @@ const MAX_BUDGETS: usize = 8;
 /// One file the index was built from, as it was then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceFile {
-    /// Path as given.
+    /// File name: the index lies beside its sources, so the name
+    /// identifies a source however its path was spelled (relative,
+    /// absolute, through a link).
     pub path: String,
     /// Size in bytes.
     pub len: u64,
@@ -70,8 +72,9 @@ impl SourceFile {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
+        let name = path.file_name().unwrap_or(path.as_os_str());
         Ok(SourceFile {
-            path: path.display().to_string(),
+            path: name.to_string_lossy().into_owned(),
             len: meta.len(),
             mtime_ns,
         })
@@ -303,14 +306,43 @@ impl Index {
         u32::from_le_bytes(a) as usize
     }
 
+    fn bucket_of(&self, hash: &ModelHash) -> usize {
+        (u128::from_be_bytes(hash.0) >> (128 - self.header.bucket_bits)) as usize
+    }
+
     /// The cell with `hash`.
     pub fn find_hash(&self, hash: &ModelHash) -> Option<usize> {
-        let prefix = (u128::from_be_bytes(hash.0) >> (128 - self.header.bucket_bits)) as usize;
+        let prefix = self.bucket_of(hash);
         let (lo, hi) = (self.bucket(prefix), self.bucket(prefix + 1));
         (lo..hi.min(self.header.cells)).find(|&i| {
             let o = self.layout.cells + i * CELL_BYTES;
             self.bytes[o..o + 16] == hash.0
         })
+    }
+
+    /// Starts loading the bucket entry of `hash` (first step of
+    /// [`Index::find_hash`]). Only a hint.
+    #[inline]
+    pub fn prefetch_bucket(&self, hash: &ModelHash) {
+        prefetch_line(&self.bytes[self.layout.buckets + self.bucket_of(hash) * 4..]);
+    }
+
+    /// Starts loading what a query of `hash` at budget index `b` reads
+    /// once its bucket is known: the first cell line of the bucket and its
+    /// runs at `b` (the sampler has not drawn the repeat yet). Only a hint;
+    /// out-of-range arguments do nothing.
+    #[inline]
+    pub fn prefetch_cell(&self, hash: &ModelHash, b: usize) {
+        let i = self.bucket(self.bucket_of(hash));
+        let nb = self.header.budgets.len();
+        if i >= self.header.cells || b >= nb {
+            return;
+        }
+        prefetch_line(&self.bytes[self.layout.cells + i * CELL_BYTES..]);
+        let runs = self.layout.metrics + (i * nb + b) * self.header.repeats * VALUES * 8;
+        for r in 0..self.header.repeats {
+            prefetch_line(&self.bytes[runs + r * VALUES * 8..]);
+        }
     }
 
     /// The cell whose canonical key is `key`.
@@ -377,6 +409,20 @@ impl Index {
             last: point(1),
         })
     }
+}
+
+/// Asks the CPU to bring the cache line at the start of `line` into cache.
+#[inline(always)]
+fn prefetch_line(line: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and changes no program state; the
+    // pointer comes from a live slice.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = line;
 }
 
 /// The string column `name` of `batch` as UTF-8 (DuckDB may hand out

@@ -524,11 +524,63 @@ impl NasBench {
         match &self.store {
             Store::Memory(ix) => {
                 let b = memory_budget(ix, epochs)?;
+                // The cell's and its runs' lines load while the bucket is
+                // searched.
+                ix.prefetch_cell(hash, b);
                 let cell = ix.find_hash(hash).ok_or(ApiError::UnknownHash(*hash))?;
                 self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway)
             }
             Store::Lazy(_) => self.query_lazy(*hash, epochs, stop_halfway),
         }
+    }
+
+    /// [`NasBench::query_hash`] for each of `hashes` in turn: the same
+    /// answers, errors, draws and counters as that many calls, in order.
+    /// In memory, the lookups are software-pipelined (the bucket of a query
+    /// a few places ahead, then its cell and run lines, are prefetched), so
+    /// their cache misses overlap instead of following one another: for
+    /// search loops that score a population at a time.
+    pub fn query_hashes(
+        &mut self,
+        hashes: &[ModelHash],
+        epochs: u32,
+        stop_halfway: bool,
+    ) -> Vec<Result<QueryResult, ApiError>> {
+        /// How far ahead the bucket and the cell are fetched.
+        const BUCKET_AHEAD: usize = 32;
+        const CELL_AHEAD: usize = 16;
+        let Store::Memory(ix) = &self.store else {
+            return hashes
+                .iter()
+                .map(|h| self.query_hash(h, epochs, stop_halfway))
+                .collect();
+        };
+        let Some(b) = ix.budget_index(epochs) else {
+            return hashes
+                .iter()
+                .map(|_| Err(invalid_epochs(ix, epochs)))
+                .collect();
+        };
+        for h in hashes.iter().take(BUCKET_AHEAD) {
+            ix.prefetch_bucket(h);
+        }
+        for h in hashes.iter().take(CELL_AHEAD) {
+            ix.prefetch_cell(h, b);
+        }
+        let mut out = Vec::with_capacity(hashes.len());
+        for (k, hash) in hashes.iter().enumerate() {
+            if let Some(h) = hashes.get(k + BUCKET_AHEAD) {
+                ix.prefetch_bucket(h);
+            }
+            if let Some(h) = hashes.get(k + CELL_AHEAD) {
+                ix.prefetch_cell(h, b);
+            }
+            out.push(match ix.find_hash(hash) {
+                Some(cell) => self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway),
+                None => Err(ApiError::UnknownHash(*hash)),
+            });
+        }
+        out
     }
 
     fn query_lazy(
@@ -611,10 +663,14 @@ impl NasBench {
 /// The position of `epochs` among the index's budgets.
 fn memory_budget(ix: &Index, epochs: u32) -> Result<usize, ApiError> {
     ix.budget_index(epochs)
-        .ok_or_else(|| ApiError::InvalidEpochs {
-            epochs,
-            valid: python_set_order(ix.budget_order()),
-        })
+        .ok_or_else(|| invalid_epochs(ix, epochs))
+}
+
+fn invalid_epochs(ix: &Index, epochs: u32) -> ApiError {
+    ApiError::InvalidEpochs {
+        epochs,
+        valid: python_set_order(ix.budget_order()),
+    }
 }
 
 /// The cell of a checked spec: by its canonical key when that is exact

@@ -72,7 +72,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     bar.finish();
     let (summary, cells, covered, ranking) =
         built.with_context(|| format!("demo failed; {} was not changed", a.db.display()))?;
-    report(&summary, &a.db, None, false)?;
+    report(&summary, &a.db, None, None, false)?;
     eprintln!(
         "search space: {cells} cells in table `cells`; {covered} of them have runs in the sample"
     );
