@@ -10,7 +10,8 @@
 //   backward-filter C = dw [cout][cin*k*k], A[co][p] = dy[img][co][pix],
 //                B[p][(ci,ky,kx)] = x[img][ci][y+ky-pad][x+kx-pad]  (split-K, atomics)
 // A block computes a 64x64 tile of C with 4 warps (2x2, 32x32 each: 2 x 4
-// m16n8k8 tiles), stepping K by 32 through shared memory. Operands are
+// m16n8k8 tiles), stepping K by 32 through double-buffered shared memory
+// (the next tile's global loads overlap the current tile's multiply). Operands are
 // rounded to TF32 (cvt.rna) when stored to shared memory; shared rows are
 // padded by 4 floats so fragment reads are bank-conflict free. 1x1 kernels
 // take the same path (k = 1: the gather is a strided copy). With
@@ -24,8 +25,10 @@
 #define BK 32
 #define PAD 4
 #define THREADS 128
+#define MIN_BLOCKS 3  // blocks per SM the register budget must allow (<= 168 registers)
 #define A_STEP (THREADS / BK)  // rows between one thread's A loads
 #define B_STEP (THREADS / BN)  // rows between one thread's B loads (forward, data gradient)
+#define A_STEP_D (THREADS / BM)  // columns between one thread's A loads (data gradient)
 
 #define MODE_FWD 0
 #define MODE_DGRAD 1
@@ -52,24 +55,57 @@ __device__ __forceinline__ void mma_tf32(float* d, const unsigned* a, const unsi
 
 // One 64x64 tile of C over k-range [k_begin, k_end).
 //
-// Loads: thread t fills A elements (rows t/32 + 4i, column t%32) of each
-// k-step, and B elements (rows t/64 + 2i, column t%64) for the forward and
+// Loads: thread t fetches A elements (rows t/32 + 4i, column t%32) of each
+// k-step (data gradient: row t%64, columns t/64 + 2i, so that consecutive
+// threads read nearby weights), and B elements (rows t/64 + 2i, column t%64) for the forward and
 // data gradient, whose B column (a pixel) is then fixed for the whole
 // block and decomposed once; for the filter gradient, B elements (row
 // t%32, columns t/32 + 4i), so that consecutive threads read consecutive
 // pixels, with the columns' kernel taps decomposed once per block.
+//
+// Pipeline: the tiles are double-buffered in shared memory and staged
+// through registers. While the warps multiply tile k from one buffer, the
+// global loads of tile k+1 are already in flight into registers; they are
+// stored to the other buffer after the multiply, and one barrier per
+// k-step separates the two. Global latency thus hides behind the tensor
+// core work instead of stalling every k-step.
+#define A_PER_THREAD ((BM * BK) / THREADS)  // 16
+#define B_PER_THREAD ((BK * BN) / THREADS)  // 16
+// Shared memory of one block, declared once per kernel (a __shared__
+// array inside the template would be allocated once per instantiation).
+struct Smem {
+    unsigned As[2][BK][BM + PAD];
+    unsigned Bs[2][BK][BN + PAD];
+    int Tap[BN];
+    // 3x3 forward and data gradient: each row of a k-tile as (offset of its
+    // tap from the thread's pixel, tap index ky * 3 + kx, or -1 past the
+    // end), double-buffered like the tiles.
+    int2 Rows[2][BK];
+};
+
+// KS: the kernel size when known at compile time (1 or 3, the network's
+// convolutions: divisions by it become multiplications), 0 for any other,
+// read from the arguments.
+template <int KS>
 __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, const float* __restrict__ b,
                                       float* __restrict__ c, ConvArgs s, int M, int N, int K,
-                                      int k_begin, int k_end, int accumulate) {
-    __shared__ unsigned As[BK][BM + PAD];
-    __shared__ unsigned Bs[BK][BN + PAD];
+                                      int k_begin, int k_end, int accumulate, int m0, int n0, Smem& sm) {
+    auto& As = sm.As;
+    auto& Bs = sm.Bs;
+    auto& Tap = sm.Tap;
+    auto& Rows = sm.Rows;
+    // 3x3 gathers of the forward and data gradient go through Rows: one
+    // shared load and a bit test per element instead of dividing kg.
+    constexpr bool by_rows = KS == 3;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 1, wn = warp & 1;
     const int g = lane >> 2, t4 = lane & 3;
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    const int hw = s.h * s.w, kk2 = s.k * s.k, pad = s.k / 2;
+    const int ks = KS > 0 ? KS : s.k;
+    const int hw = s.h * s.w, kk2 = ks * ks, pad = ks / 2;
     // A loads: column tid % BK, rows tid / BK + A_STEP i.
     const int acol = tid % BK, arow0 = tid / BK;
+    // A loads of the data gradient: row tid % BM, columns tid / BM + A_STEP_D i.
+    const int arow_d = tid % BM, acol_d = tid / BM;
     const int bcol = tid % BN, brow0 = tid / BN;
     const int nn = n0 + bcol;
     const bool col_ok = nn < N;
@@ -83,18 +119,37 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
         p_x = pix - p_y * s.w;
     }
     const int bch = mode == MODE_DGRAD ? s.cout : s.cin;  // channels of the gathered tensor
-    // Filter gradient: the (ci, ky, kx, valid) of each of the block's 64 columns.
-    __shared__ int Tap[BN][4];
+    // by_rows: this thread's pixel in the gathered tensor, and which of the
+    // 9 taps land inside the image (bit ky * 3 + kx).
+    long long pix_base = 0;
+    unsigned tap_ok = 0;
+    if (by_rows && mode != MODE_WGRAD && col_ok) {
+        pix_base = (long long)p_img * bch * hw + p_y * s.w + p_x;
+#pragma unroll
+        for (int t = 0; t < 9; t++) {
+            const int y = p_y + t / 3 - 1, x = p_x + t % 3 - 1;
+            if (y >= 0 && y < s.h && x >= 0 && x < s.w) tap_ok |= 1u << t;
+        }
+    }
+    // Fills Rows[rb] for the k-tile at k0 (threads 0..BK-1).
+    const auto fill_rows = [&](int rbuf, int k0) {
+        if (!by_rows || mode == MODE_WGRAD || tid >= BK) return;
+        const int kg = k0 + tid;
+        int2 e = make_int2(0, -1);
+        if (kg < k_end) {
+            const int ch = kg / 9, t = kg - ch * 9;
+            e = make_int2(ch * hw + (t / 3 - 1) * s.w + (t % 3 - 1), t);
+        }
+        Rows[rbuf][tid] = e;
+    };
+    // Filter gradient: each of the block's 64 columns as ci << 16 | ky << 8
+    // | kx, or -1 past the end (one shared load per gathered element).
     if (mode == MODE_WGRAD && tid < BN) {
         const int col = n0 + tid;
         const int ci = col / kk2, r = col - ci * kk2;
-        Tap[tid][0] = ci;
-        Tap[tid][1] = r / s.k;
-        Tap[tid][2] = r - (r / s.k) * s.k;
-        Tap[tid][3] = col < N;
+        Tap[tid] = col < N ? (ci << 16) | ((r / ks) << 8) | (r - (r / ks) * ks) : -1;
     }
     __syncthreads();
-    const float* bsrc = b;
     float acc[2][4][4];
 #pragma unroll
     for (int i = 0; i < 2; i++)
@@ -103,36 +158,63 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
 #pragma unroll
             for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
 
-    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
-        // A: column kg fixed for this thread in this k-step.
-        {
+    // The staging registers of one tile.
+    unsigned ra[A_PER_THREAD], rb[B_PER_THREAD];
+    const auto as_operand = [&](float v) { return s.exact ? __float_as_uint(v) : to_tf32(v); };
+
+    // Global loads of the tile at k0 into ra, rb.
+    const auto fetch = [&](int k0, int rbuf) {
+        if (mode == MODE_DGRAD) {
+            // A of the data gradient (the flipped, transposed weights): this
+            // thread's row m (an input channel) is fixed and its columns
+            // step by 2, so consecutive threads read weights kk2 apart
+            // rather than cin * kk2 apart.
+            const int m = m0 + arow_d;
+#pragma unroll
+            for (int i = 0; i < A_PER_THREAD; i++) {
+                const int kg = k0 + acol_d + A_STEP_D * i;
+                float v = 0.0f;
+                if (kg < k_end && m < M) {
+                    const int co = kg / kk2, r = kg - co * kk2, ky = r / ks, kx = r - ky * ks;
+                    v = a[(((long long)co * s.cin + m) * ks + (ks - 1 - ky)) * ks + (ks - 1 - kx)];
+                }
+                ra[i] = as_operand(v);
+            }
+        } else {
+            // A: column kg fixed for this thread in this k-step.
             const int kg = k0 + acol;
             const bool k_ok = kg < k_end;
             long long base = 0;
-            if (mode == MODE_DGRAD && k_ok) {
-                const int co = kg / kk2, r = kg - co * kk2, ky = r / s.k, kx = r - ky * s.k;
-                base = ((long long)co * s.cin * s.k + (s.k - 1 - ky)) * s.k + (s.k - 1 - kx);
-            } else if (mode == MODE_WGRAD && k_ok) {
+            if (mode == MODE_WGRAD && k_ok) {
                 const int img = kg / hw;
                 base = (long long)img * s.cout * hw + (kg - img * hw);
             }
-#pragma unroll 4
-            for (int i = 0; i < (BM * BK) / THREADS; i++) {
+#pragma unroll
+            for (int i = 0; i < A_PER_THREAD; i++) {
                 const int m = m0 + arow0 + A_STEP * i;
                 float v = 0.0f;
                 if (k_ok && m < M) {
                     if (mode == MODE_FWD) v = a[(long long)m * K + kg];
-                    else if (mode == MODE_DGRAD) v = a[base + (long long)m * kk2];
                     else v = a[base + (long long)m * hw];
                 }
-                As[acol][arow0 + A_STEP * i] = s.exact ? __float_as_uint(v) : to_tf32(v);
+                ra[i] = as_operand(v);
             }
         }
-        if (mode != MODE_WGRAD) {
+        if (by_rows && mode != MODE_WGRAD) {
+            // B through the row table; consecutive threads read consecutive
+            // pixels.
+#pragma unroll
+            for (int i = 0; i < B_PER_THREAD; i++) {
+                const int2 e = Rows[rbuf][brow0 + B_STEP * i];
+                float v = 0.0f;
+                if (e.y >= 0 && ((tap_ok >> e.y) & 1u)) v = b[pix_base + e.x];
+                rb[i] = as_operand(v);
+            }
+        } else if (mode != MODE_WGRAD) {
             // B: this thread's pixel column, rows brow0 + 2i; consecutive
             // threads read consecutive pixels.
-#pragma unroll 4
-            for (int i = 0; i < (BK * BN) / THREADS; i++) {
+#pragma unroll
+            for (int i = 0; i < B_PER_THREAD; i++) {
                 const int kg = k0 + brow0 + B_STEP * i;
                 float v = 0.0f;
                 if (col_ok && kg < k_end) {
@@ -140,19 +222,19 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
                     if (kk2 > 1) {
                         ch = kg / kk2;
                         const int r = kg - ch * kk2;
-                        ky = r / s.k;
-                        kx = r - ky * s.k;
+                        ky = r / ks;
+                        kx = r - ky * ks;
                     }
                     const int y = p_y + ky - pad, x = p_x + kx - pad;
                     if (y >= 0 && y < s.h && x >= 0 && x < s.w)
-                        v = bsrc[(((long long)p_img * bch + ch) * s.h + y) * s.w + x];
+                        v = b[(((long long)p_img * bch + ch) * s.h + y) * s.w + x];
                 }
-                Bs[brow0 + B_STEP * i][bcol] = s.exact ? __float_as_uint(v) : to_tf32(v);
+                rb[i] = as_operand(v);
             }
         } else {
             // B of the filter gradient: this thread's row (a pixel) is
             // fixed in the k-step and its columns (kernel taps, decomposed
-            // once per block in Tap) step by 8, so consecutive threads read
+            // once per block in Tap) step by 4, so consecutive threads read
             // consecutive pixels of one channel.
             const int kg = k0 + acol;
             const bool row_ok = kg < k_end;
@@ -163,19 +245,51 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
                 py = pix / s.w;
                 px = pix - py * s.w;
             }
-#pragma unroll 4
-            for (int i = 0; i < (BK * BN) / THREADS; i++) {
+#pragma unroll
+            for (int i = 0; i < B_PER_THREAD; i++) {
                 const int col = arow0 + A_STEP * i;
                 float v = 0.0f;
-                if (row_ok && Tap[col][3]) {
-                    const int y = py + Tap[col][1] - pad, x = px + Tap[col][2] - pad;
+                const int tap = Tap[col];
+                if (row_ok && tap >= 0) {
+                    const int y = py + ((tap >> 8) & 0xff) - pad, x = px + (tap & 0xff) - pad;
                     if (y >= 0 && y < s.h && x >= 0 && x < s.w)
-                        v = bsrc[(((long long)img * s.cin + Tap[col][0]) * s.h + y) * s.w + x];
+                        v = b[(((long long)img * s.cin + (tap >> 16)) * s.h + y) * s.w + x];
                 }
-                Bs[acol][col] = s.exact ? __float_as_uint(v) : to_tf32(v);
+                rb[i] = as_operand(v);
             }
         }
-        __syncthreads();
+    };
+
+    // ra, rb into shared buffer `buf`.
+    const auto stash = [&](int buf) {
+        if (mode == MODE_DGRAD) {
+#pragma unroll
+            for (int i = 0; i < A_PER_THREAD; i++) As[buf][acol_d + A_STEP_D * i][arow_d] = ra[i];
+        } else {
+#pragma unroll
+            for (int i = 0; i < A_PER_THREAD; i++) As[buf][acol][arow0 + A_STEP * i] = ra[i];
+        }
+        if (mode != MODE_WGRAD) {
+#pragma unroll
+            for (int i = 0; i < B_PER_THREAD; i++) Bs[buf][brow0 + B_STEP * i][bcol] = rb[i];
+        } else {
+#pragma unroll
+            for (int i = 0; i < B_PER_THREAD; i++) Bs[buf][acol][arow0 + A_STEP * i] = rb[i];
+        }
+    };
+
+    fill_rows(0, k_begin);
+    __syncthreads();
+    if (k_begin < k_end) {
+        fetch(k_begin, 0);
+        stash(0);
+    }
+    fill_rows(1, k_begin + BK);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        const bool more = k0 + BK < k_end;
+        if (more) fetch(k0 + BK, buf ^ 1);  // in flight during the multiply below
         if (s.exact) {
             // Same output positions as the mma layout, with f32 FMAs.
 #pragma unroll
@@ -189,7 +303,7 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
                         float sum = acc[i][j][r];
 #pragma unroll 1
                         for (int kk = 0; kk < BK; kk++)
-                            sum = fmaf(__uint_as_float(As[kk][ml]), __uint_as_float(Bs[kk][nl]), sum);
+                            sum = fmaf(__uint_as_float(As[buf][kk][ml]), __uint_as_float(Bs[buf][kk][nl]), sum);
                         acc[i][j][r] = sum;
                     }
         } else {
@@ -199,16 +313,16 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
 #pragma unroll
                 for (int i = 0; i < 2; i++) {
                     const int mr = wm * 32 + i * 16;
-                    af[i][0] = As[ks + t4][mr + g];
-                    af[i][1] = As[ks + t4][mr + g + 8];
-                    af[i][2] = As[ks + t4 + 4][mr + g];
-                    af[i][3] = As[ks + t4 + 4][mr + g + 8];
+                    af[i][0] = As[buf][ks + t4][mr + g];
+                    af[i][1] = As[buf][ks + t4][mr + g + 8];
+                    af[i][2] = As[buf][ks + t4 + 4][mr + g];
+                    af[i][3] = As[buf][ks + t4 + 4][mr + g + 8];
                 }
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     const int nc = wn * 32 + j * 8;
-                    bf[j][0] = Bs[ks + t4][nc + g];
-                    bf[j][1] = Bs[ks + t4 + 4][nc + g];
+                    bf[j][0] = Bs[buf][ks + t4][nc + g];
+                    bf[j][1] = Bs[buf][ks + t4 + 4][nc + g];
                 }
 #pragma unroll
                 for (int i = 0; i < 2; i++)
@@ -216,7 +330,11 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
                     for (int j = 0; j < 4; j++) mma_tf32(acc[i][j], af[i], bf[j]);
             }
         }
+        // The other buffers were last read before the previous barrier.
+        if (more) stash(buf ^ 1);
+        fill_rows(buf, k0 + 2 * BK);
         __syncthreads();
+        buf ^= 1;
     }
 
 #pragma unroll
@@ -239,27 +357,44 @@ __device__ __forceinline__ void igemm(int mode, const float* __restrict__ a, con
             }
 }
 
-// y = conv(x, w).  Grid (ceil(n*h*w / 64), ceil(cout / 64)), 128 threads.
-extern "C" __global__ void __launch_bounds__(THREADS) conv_fwd_f32(const float* __restrict__ x, const float* __restrict__ w,
-                                                                   float* __restrict__ y, ConvArgs s) {
-    const int K = s.cin * s.k * s.k;
-    igemm(MODE_FWD, w, x, y, s, s.cout, s.n * s.h * s.w, K, 0, K, 0);
-}
+// The forward and data-gradient grids are one-dimensional, the channel
+// tile fastest: the channel tiles of one pixel tile run side by side, so
+// the gathered activations come from DRAM once and from L2 for the rest.
+//
+// Each pass has three kernels: conv1x1_*, conv3x3_* (the kernel size known
+// at compile time) and conv_* for any other size. Separate kernels keep the
+// registers of the general one from limiting the specialised ones.
+#define CONV_KERNELS(NAME, KS)                                                                               \
+    /* y = conv(x, w).  Grid ceil(cout / 64) * ceil(n*h*w / 64), 128 threads. */                             \
+    extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)                                       \
+        NAME##_fwd_f32(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,     \
+                       ConvArgs s) {                                                                         \
+        __shared__ Smem sm;                                                                                  \
+        const int K = s.cin * s.k * s.k, tiles = (s.cout + BM - 1) / BM;                                     \
+        igemm<KS>(MODE_FWD, w, x, y, s, s.cout, s.n * s.h * s.w, K, 0, K, 0, (blockIdx.x % tiles) * BM,     \
+                  (blockIdx.x / tiles) * BN, sm);                                                            \
+    }                                                                                                        \
+    /* dx (+)= conv_transpose(dy, w).  Grid ceil(cin / 64) * ceil(n*h*w / 64). */                           \
+    extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)                                       \
+        NAME##_bwd_data_f32(const float* __restrict__ dy, const float* __restrict__ w,                      \
+                            float* __restrict__ dx, ConvArgs s, int accumulate) {                            \
+        __shared__ Smem sm;                                                                                  \
+        const int K = s.cout * s.k * s.k, tiles = (s.cin + BM - 1) / BM;                                     \
+        igemm<KS>(MODE_DGRAD, w, dy, dx, s, s.cin, s.n * s.h * s.w, K, 0, K, accumulate,                    \
+                  (blockIdx.x % tiles) * BM, (blockIdx.x / tiles) * BN, sm);                                 \
+    }                                                                                                        \
+    /* dw += dy (x) x over a slice of the pixels; dw must be zeroed first.                                   \
+       Grid (ceil(cin*k*k / 64), ceil(cout / 64), splits); each z covers                                     \
+       `chunk` pixels (a multiple of BK). */                                                                 \
+    extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS)                                       \
+        NAME##_bwd_filter_f32(const float* __restrict__ x, const float* __restrict__ dy,                    \
+                              float* __restrict__ dw, ConvArgs s, int chunk) {                               \
+        __shared__ Smem sm;                                                                                  \
+        const int K = s.n * s.h * s.w, kb = blockIdx.z * chunk;                                              \
+        igemm<KS>(MODE_WGRAD, dy, x, dw, s, s.cout, s.cin * s.k * s.k, K, kb, min(K, kb + chunk), 0,        \
+                  blockIdx.y * BM, blockIdx.x * BN, sm);                                                     \
+    }
 
-// dx (+)= conv_transpose(dy, w).  Grid (ceil(n*h*w / 64), ceil(cin / 64)).
-extern "C" __global__ void __launch_bounds__(THREADS) conv_bwd_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
-                                                                        float* __restrict__ dx, ConvArgs s, int accumulate) {
-    const int K = s.cout * s.k * s.k;
-    igemm(MODE_DGRAD, w, dy, dx, s, s.cin, s.n * s.h * s.w, K, 0, K, accumulate);
-}
-
-// dw += dy (x) x over a slice of the pixels; dw must be zeroed first.
-// Grid (ceil(cin*k*k / 64), ceil(cout / 64), splits); each z covers
-// `chunk` pixels (a multiple of BK).
-extern "C" __global__ void __launch_bounds__(THREADS) conv_bwd_filter_f32(const float* __restrict__ x, const float* __restrict__ dy,
-                                                                          float* __restrict__ dw, ConvArgs s, int chunk) {
-    const int K = s.n * s.h * s.w;
-    const int kb = blockIdx.z * chunk;
-    const int ke = min(K, kb + chunk);
-    igemm(MODE_WGRAD, dy, x, dw, s, s.cout, s.cin * s.k * s.k, K, kb, ke, 0);
-}
+CONV_KERNELS(conv, 0)
+CONV_KERNELS(conv1x1, 1)
+CONV_KERNELS(conv3x3, 3)

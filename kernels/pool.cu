@@ -4,7 +4,8 @@
 // Design. Forward: one thread per output. Max-pool backward gathers
 // instead of scattering: one thread per input element visits the outputs
 // whose window holds it and adds their gradient when it is that window's
-// first maximum (TF's rule), so no atomics and a deterministic result.
+// first maximum (TF's rule), so no atomics and a deterministic result; the
+// forward output rules out most windows before any scan.
 // Average pool: one warp per (image, channel) plane.
 //
 // Shapes: x [n][c][h][w], y [n][c][oh][ow] with oh = ceil(h / stride).
@@ -45,15 +46,35 @@ extern "C" __global__ void maxpool_fwd_f32(const float* __restrict__ x, float* _
     }
 }
 
-extern "C" __global__ void maxpool_bwd_f32(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
-                                           PoolArgs s, int accumulate) {
+// Splits a flat NCHW index into (plane, offset in the plane): 32-bit
+// division when the tensor allows it (64-bit division costs ~10x more).
+__device__ __forceinline__ void split_index(long long i, long long total, int plane_size, long long* plane, int* at) {
+    if (total <= 0x7fffffffLL) {
+        const int ii = (int)i, p = ii / plane_size;
+        *plane = p;
+        *at = ii - p * plane_size;
+    } else {
+        *plane = i / plane_size;
+        *at = (int)(i - *plane * plane_size);
+    }
+}
+
+// Gradient of max pooling. `y` is the forward output: an output whose
+// maximum exceeds this input cannot have it as its argmax, which spares
+// the window scan for almost every (input, output) pair.
+extern "C" __global__ void maxpool_bwd_f32(const float* __restrict__ x, const float* __restrict__ y,
+                                           const float* __restrict__ dy, float* __restrict__ dx, PoolArgs s,
+                                           int accumulate) {
     const long long total = (long long)s.n * s.c * s.h * s.w;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        const int ix = (int)(i % s.w), iy = (int)((i / s.w) % s.h);
-        const long long plane = i / ((long long)s.h * s.w);
+        long long plane;
+        int me;
+        split_index(i, total, s.h * s.w, &plane, &me);
+        const int iy = me / s.w, ix = me - iy * s.w;
         const float* xp = x + plane * s.h * s.w;
+        const float* yp = y + plane * s.oh * s.ow;
         const float* dyp = dy + plane * s.oh * s.ow;
-        const int me = iy * s.w + ix;
+        const float xv = xp[me];
         float g = 0.0f;
         // Outputs whose window covers (iy, ix).
         const int oy_lo = max(0, (iy + s.ph - s.k + s.stride) / s.stride);
@@ -62,6 +83,8 @@ extern "C" __global__ void maxpool_bwd_f32(const float* __restrict__ x, const fl
         const int ox_hi = min(s.ow - 1, (ix + s.pw) / s.stride);
         for (int oy = oy_lo; oy <= oy_hi; oy++)
             for (int ox = ox_lo; ox <= ox_hi; ox++) {
+                // (A NaN compares false and takes the full scan.)
+                if (xv < yp[oy * s.ow + ox]) continue;
                 float best;
                 if (window_argmax(xp, s, oy, ox, &best) == me) g += dyp[oy * s.ow + ox];
             }

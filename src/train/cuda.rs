@@ -28,7 +28,17 @@ pub const SOURCES: [(&str, &str, &[&str]); 4] = [
     (
         "conv.cu",
         include_str!("../../kernels/conv.cu"),
-        &["conv_fwd_f32", "conv_bwd_data_f32", "conv_bwd_filter_f32"],
+        &[
+            "conv_fwd_f32",
+            "conv_bwd_data_f32",
+            "conv_bwd_filter_f32",
+            "conv1x1_fwd_f32",
+            "conv1x1_bwd_data_f32",
+            "conv1x1_bwd_filter_f32",
+            "conv3x3_fwd_f32",
+            "conv3x3_bwd_data_f32",
+            "conv3x3_bwd_filter_f32",
+        ],
     ),
     (
         "bn.cu",
@@ -205,15 +215,16 @@ fn grid(total: usize, sms: u32) -> LaunchConfig {
 
 /// Launches `$kernel` with the listed arguments.
 macro_rules! launch {
-    ($self:ident, $kernel:literal, $cfg:expr; $($arg:expr),* $(,)?) => {{
+    ($self:ident, $kernel:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+        let name: &'static str = $kernel;
         let cfg: LaunchConfig = $cfg;
         let started = if $self.profile.is_some() {
-            $self.stream.synchronize().map_err(|e| dev($kernel, e))?;
+            $self.stream.synchronize().map_err(|e| dev(name, e))?;
             Some(std::time::Instant::now())
         } else {
             None
         };
-        let f = $self.kernels.get($kernel).ok_or(BackendError::Shape($kernel))?;
+        let f = $self.kernels.get(name).ok_or(BackendError::Shape(name))?;
         let mut b = $self.stream.launch_builder(f);
         $( b.arg($arg); )*
         // SAFETY: the arguments match the kernel's parameter list in
@@ -221,10 +232,10 @@ macro_rules! launch {
         // i64, f32 and the #[repr(C)] structs above); every buffer's length
         // was checked against the shape before this launch, and the kernels
         // bound every access by the shape they are given.
-        let launched = unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| dev($kernel, e));
+        let launched = unsafe { b.launch(cfg) }.map(|_| ()).map_err(|e| dev(name, e));
         if let (Some(t), Some(p)) = (started, $self.profile.as_mut()) {
-            $self.stream.synchronize().map_err(|e| dev($kernel, e))?;
-            let e = p.entry($kernel).or_insert((0.0, 0));
+            $self.stream.synchronize().map_err(|e| dev(name, e))?;
+            let e = p.entry(name).or_insert((0.0, 0));
             e.0 += t.elapsed().as_secs_f64() * 1e3;
             e.1 += 1;
         }
@@ -329,13 +340,14 @@ impl Cuda {
         out
     }
 
-    /// Blocks per channel for the batch-norm reductions (about four blocks
-    /// per SM in all, at least 1024 values per block), and a scratch buffer
-    /// for their partial sums.
+    /// Blocks per channel for the batch-norm reductions (about sixteen
+    /// blocks per SM in all, at least 1024 values per block: each thread
+    /// has one load in flight, so it takes that many to cover DRAM
+    /// latency), and a scratch buffer for their partial sums.
     fn bn_slices(&mut self, s: ChanShape) -> BResult<u32> {
-        let by_sms = (4 * self.sms as usize).div_ceil(s.c.max(1));
+        let by_sms = (16 * self.sms as usize).div_ceil(s.c.max(1));
         let by_size = (s.n * s.hw / 1024).max(1);
-        let slices = by_sms.min(by_size).clamp(1, 64);
+        let slices = by_sms.min(by_size).clamp(1, 256);
         let need = s.c * slices * 2;
         if self.partials.as_ref().is_none_or(|p| p.len() < need) {
             self.partials = Some(self.zeros(need)?);
@@ -388,6 +400,26 @@ fn bn_configs(slices: u32, c: usize) -> (LaunchConfig, LaunchConfig) {
             shared_mem_bytes: 0,
         },
     )
+}
+
+/// The kernel of a convolution pass for kernel size `k`: `[any size, 1x1,
+/// 3x3]`.
+fn conv_kernel(k: usize, [any, k1, k3]: [&'static str; 3]) -> &'static str {
+    match k {
+        1 => k1,
+        3 => k3,
+        _ => any,
+    }
+}
+
+/// Forward and data-gradient convolutions: one block per 64x64 tile of
+/// (channels, pixels), channel tiles fastest (see kernels/conv.cu).
+fn conv_grid(channels: usize, pixels: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((channels.div_ceil(64) * pixels.div_ceil(64)) as u32, 1, 1),
+        block_dim: (128, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 fn tile_grid(n: usize, m: usize, z: usize) -> LaunchConfig {
@@ -454,7 +486,7 @@ impl Backend for Cuda {
             "conv_fwd",
         )?;
         let a = self.conv_args(s);
-        launch!(self, "conv_fwd_f32", tile_grid(s.n * s.h * s.w, s.cout, 1); x, w, y, &a)
+        launch!(self, conv_kernel(s.k, ["conv_fwd_f32", "conv1x1_fwd_f32", "conv3x3_fwd_f32"]), conv_grid(s.cout, s.n * s.h * s.w); x, w, y, &a)
     }
 
     fn conv_bwd_data(
@@ -471,7 +503,7 @@ impl Backend for Cuda {
         )?;
         let a = self.conv_args(s);
         let acc = i32::from(accumulate);
-        launch!(self, "conv_bwd_data_f32", tile_grid(s.n * s.h * s.w, s.cin, 1); dy, w, dx, &a, &acc)
+        launch!(self, conv_kernel(s.k, ["conv_bwd_data_f32", "conv1x1_bwd_data_f32", "conv3x3_bwd_data_f32"]), conv_grid(s.cin, s.n * s.h * s.w); dy, w, dx, &a, &acc)
     }
 
     fn conv_bwd_filter(
@@ -489,14 +521,16 @@ impl Backend for Cuda {
         let k = s.n * s.h * s.w;
         let n = s.cin * s.k * s.k;
         let base = n.div_ceil(64) * s.cout.div_ceil(64);
-        let splits = (2 * self.sms as usize)
+        // Enough blocks for two waves of four per SM (what the registers
+        // allow), each over at least 256 pixels.
+        let splits = (8 * self.sms as usize)
             .div_ceil(base)
             .clamp(1, k.div_ceil(256).max(1));
         let chunk = k.div_ceil(splits).div_ceil(32) * 32;
         let splits = k.div_ceil(chunk);
         let a = self.conv_args(s);
         let chunk = chunk as i32;
-        launch!(self, "conv_bwd_filter_f32", tile_grid(n, s.cout, splits); x, dy, dw, &a, &chunk)
+        launch!(self, conv_kernel(s.k, ["conv_bwd_filter_f32", "conv1x1_bwd_filter_f32", "conv3x3_bwd_filter_f32"]), tile_grid(n, s.cout, splits); x, dy, dw, &a, &chunk)
     }
 
     fn bn_train_fwd(
@@ -619,19 +653,22 @@ impl Backend for Cuda {
     fn maxpool_bwd(
         &mut self,
         x: &CudaSlice<f32>,
-        _y: &CudaSlice<f32>,
+        y: &CudaSlice<f32>,
         dy: &CudaSlice<f32>,
         dx: &mut CudaSlice<f32>,
         s: PoolShape,
         accumulate: bool,
     ) -> BResult {
         check(
-            x.len() >= s.x_len() && dx.len() >= s.x_len() && dy.len() >= s.y_len(),
+            x.len() >= s.x_len()
+                && dx.len() >= s.x_len()
+                && y.len() >= s.y_len()
+                && dy.len() >= s.y_len(),
             "maxpool_bwd",
         )?;
         let a = Self::pool_args(s);
         let acc = i32::from(accumulate);
-        launch!(self, "maxpool_bwd_f32", grid(s.x_len(), self.sms); x, dy, dx, &a, &acc)
+        launch!(self, "maxpool_bwd_f32", grid(s.x_len(), self.sms); x, y, dy, dx, &a, &acc)
     }
 
     fn copy_channels(
