@@ -11,9 +11,10 @@
 //                B[p][(ci,ky,kx)] = x[img][ci][y+ky-pad][x+kx-pad]  (split-K, atomics)
 // A block computes a 64x64 tile of C with 4 warps (2x2, 32x32 each: 2 x 4
 // m16n8k8 tiles), stepping K by 32 through double-buffered shared memory
-// (the next tile's global loads overlap the current tile's multiply). Operands are
-// rounded to TF32 (cvt.rna) when stored to shared memory; shared rows are
-// padded by 4 floats so fragment reads are bank-conflict free. 1x1 kernels
+// (the next tile's global loads overlap the current tile's multiply).
+// Operands are rounded to TF32 (cvt.rna) as they are staged in registers;
+// shared rows are padded by 4 floats so fragment reads are bank-conflict
+// free. 1x1 kernels
 // take the same path (k = 1: the gather is a strided copy). With
 // `exact` set the same tiles are multiplied with f32 FMAs instead, so that
 // a training run can be compared with the CPU reference step by step.
