@@ -460,6 +460,43 @@ fn a_wrong_stored_hash_is_an_error_naming_the_record() {
 }
 
 #[test]
+fn a_cell_outside_the_space_is_an_error_naming_the_record_or_skipped() {
+    let mut records = sample_records();
+    let r = decode(&records[5]).unwrap();
+    // A new key whose ops are not NAS-Bench-101's.
+    let bad = "f".repeat(32);
+    let ops = r
+        .operations
+        .replacen("conv3x3-bn-relu", "conv5x5-bn-relu", 1);
+    assert_ne!(ops, r.operations);
+    records[5] = encode(&bad, r.epochs, &r.adjacency, &ops, &r.metrics).unwrap();
+    let bytes = framed(&records);
+    let offset = scan(&bytes).0[5].offset;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, res) = ingest_bytes_with(dir.path(), &bytes, &IngestOptions::default());
+    let e = res.unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("record 5 at byte {offset}: cell {bad}: ")),
+        "{e}"
+    );
+    let (db, res) = ingest_bytes_with(dir.path(), &bytes, &skip());
+    let s = res.unwrap();
+    assert_eq!((s.skipped, s.cells, s.runs, s.evaluations), (1, 3, 17, 51));
+    assert_eq!(s.skipped_examples[0].index, 5);
+    let conn = Connection::open(&db).unwrap();
+    for table in ["models", "evaluations"] {
+        let n: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE hash = ?"),
+                [&bad],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+}
+
+#[test]
 fn anomalies_are_counted() {
     let mut records = sample_records();
     // Drop one 108-epoch repeat, duplicate another record, and give one run
