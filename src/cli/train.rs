@@ -521,17 +521,8 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn ingest_runs(a: IngestRunsArgs) -> anyhow::Result<ExitCode> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.dir)
-        .with_context(|| format!("reading {}", a.dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("unit-") && n.ends_with(".parquet"))
-        })
-        .collect();
-    files.sort();
+    let files = nasbench::train::files_named(&a.dir, "unit-", ".parquet")
+        .with_context(|| format!("reading {}", a.dir.display()))?;
     let conn = open_db(&a.db)?;
     let added = rows::merge_units(&conn, &files)?;
     eprintln!(

@@ -877,19 +877,9 @@ fn latest_checkpoint(
     cfg: &TrainConfig,
     seed: u64,
 ) -> Result<Option<Resume>, TrainError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(mut files) = super::files_named(dir, "step-", ".safetensors") else {
         return Ok(None);
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
-        })
-        .collect();
-    files.sort();
     let Some(path) = files.pop() else {
         return Ok(None);
     };
