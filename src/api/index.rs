@@ -105,6 +105,9 @@ struct Layout {
     keys: usize,
     key_cells: usize,
     end: usize,
+    /// Budgets and repeats per cell: the shape of the metrics section.
+    budgets: usize,
+    repeats: usize,
 }
 
 fn align8(x: usize) -> usize {
@@ -127,7 +130,15 @@ impl Layout {
             keys,
             key_cells,
             end,
+            budgets: b,
+            repeats: r,
         }
+    }
+
+    /// Offset of run `r` (0-based) of cell `i` at budget index `b`: one
+    /// cache line of [`VALUES`] f64.
+    fn run(&self, i: usize, b: usize, r: usize) -> usize {
+        self.metrics + ((i * self.budgets + b) * self.repeats + r) * VALUES * 8
     }
 }
 
@@ -339,9 +350,8 @@ impl Index {
             return;
         }
         prefetch_line(&self.bytes[self.layout.cells + i * CELL_BYTES..]);
-        let runs = self.layout.metrics + (i * nb + b) * self.header.repeats * VALUES * 8;
         for r in 0..self.header.repeats {
-            prefetch_line(&self.bytes[runs + r * VALUES * 8..]);
+            prefetch_line(&self.bytes[self.layout.run(i, b, r)..]);
         }
     }
 
@@ -396,8 +406,7 @@ impl Index {
         if r >= self.repeat_count(i, b) {
             return None;
         }
-        let nb = self.header.budgets.len();
-        let o = self.layout.metrics + (((i * nb + b) * self.header.repeats + r) * VALUES) * 8;
+        let o = self.layout.run(i, b, r);
         let point = |k: usize| Point {
             training_time: f64_at(&self.bytes, o + k * 32),
             train_accuracy: f64_at(&self.bytes, o + k * 32 + 8),
@@ -625,7 +634,6 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
 
     // Runs: halfway and final points of every dataset run, each row with
     // its cell number (the join runs inside DuckDB, in parallel).
-    let nb = header.budgets.len();
     let mut stmt = conn
         .prepare(&format!(
             "SELECT m.cell, e.epochs, e.repeat, e.point, e.training_time, e.train_accuracy, \
@@ -684,7 +692,7 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
             let r = r as usize - 1;
             let count = &mut out[layout.cells + cell * CELL_BYTES + 40 + b];
             *count = (*count).max(r as u8 + 1);
-            let base = layout.metrics + (((cell * nb + b) * repeats + r) * VALUES) * 8;
+            let base = layout.run(cell, b, r);
             let k = if point.value(i) == 1 { 0 } else { 4 };
             for (j, v) in values.iter().enumerate() {
                 let x = if v.is_null(i) { f64::NAN } else { v.value(i) };
