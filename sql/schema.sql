@@ -1,10 +1,12 @@
 -- The NAS-Bench-101 dataset as two tables. `nasbench ingest` runs this file
--- on an empty database, bulk-loads both tables, then runs views.sql.
+-- on an empty database, bulk-loads both tables, then runs keys.sql and
+-- views.sql.
 
 -- One row per cell (unique module hash), as the release stores it: the
 -- first record seen for a hash gives its matrix, ops and parameter count.
 CREATE TABLE models (
-    hash                 VARCHAR PRIMARY KEY, -- 32 lowercase hex digits, the dataset key
+    hash                 VARCHAR NOT NULL,    -- 32 lowercase hex digits, the dataset key
+                                              -- (the primary key: see keys.sql)
     num_vertices         INTEGER NOT NULL,    -- 2..7, input and output included
     num_edges            INTEGER NOT NULL,
     adjacency            VARCHAR NOT NULL,    -- row-major 0/1 string of length num_vertices^2

@@ -1,13 +1,19 @@
 //! DuckDB database files: the embedded schema in `sql/`, building a database under a temporary name and renaming it into place, and Parquet export through DuckDB.
 
+use std::ffi::{CStr, CString, c_char};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use duckdb::Connection;
+use arrow::array::RecordBatchReader;
+use arrow::ffi_stream::FFI_ArrowArrayStream;
+use duckdb::{Connection, ffi};
 
 use crate::export::{make_readable, parent_dir};
 
 /// `sql/schema.sql`: the tables `models` and `evaluations`.
 pub const SCHEMA_SQL: &str = include_str!("../sql/schema.sql");
+/// `sql/keys.sql`: the primary key of `models`, added once it is loaded.
+pub const KEYS_SQL: &str = include_str!("../sql/keys.sql");
 /// `sql/views.sql`: the views `runs` and `model_stats`.
 pub const VIEWS_SQL: &str = include_str!("../sql/views.sql");
 /// `sql/macros.sql`: the table macros `nasbench_query` and `top_cells`.
@@ -77,6 +83,242 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
     }
 }
 
+/// A database being built by [`create_atomically`]: a connection (through
+/// `Deref`) plus DuckDB's C handle, which bulk loads through Arrow streams
+/// ([`NewDb::insert_arrow`]) need.
+pub struct NewDb {
+    // Declared first: dropped before the database it connects to.
+    conn: Connection,
+    raw: RawDatabase,
+}
+
+impl Deref for NewDb {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl NewDb {
+    /// Inserts every batch of `batches` into `table` (columns in table
+    /// order) with one `INSERT ... SELECT` over DuckDB's Arrow scan, which
+    /// converts and compresses on all of DuckDB's threads while keeping the
+    /// batches' order. Returns the rows inserted.
+    ///
+    /// The stream is read on DuckDB's threads; a reader that ends early
+    /// just ends the insert (the caller reports why). A reader error fails
+    /// the insert with the reader's message.
+    pub fn insert_arrow(
+        &self,
+        table: &str,
+        batches: Box<dyn RecordBatchReader + Send>,
+    ) -> Result<u64, DbError> {
+        let what = format!("loading {table}");
+        let fail = |msg: String| DbError::DuckDb {
+            what: what.clone(),
+            source: duckdb::Error::DuckDBFailure(ffi::Error::new(ffi::DuckDBError), Some(msg)),
+        };
+        // Declared before the connection: outlives every use DuckDB makes.
+        let mut stream = FFI_ArrowArrayStream::new(batches);
+        let conn = RawConnection::connect(&self.raw).map_err(&fail)?;
+        // The C API creates the scan as a view in the connection's current
+        // database; a view over a stream cannot be stored in a file, so it
+        // goes into an in-memory database attached for the load.
+        let target = conn
+            .query_string("SELECT current_database()")
+            .map_err(&fail)?;
+        let target = format!("\"{}\"", target.replace('"', "\"\""));
+        let mem = format!("nasbench_arrow_{table}");
+        conn.execute(&format!("ATTACH ':memory:' AS {mem}; USE {mem}"))
+            .map_err(&fail)?;
+        let loaded = self.scan_into(&conn, &mut stream, &mem, &format!("{target}.main.{table}"));
+        let detached = conn.execute(&format!("USE {target}; DETACH {mem}"));
+        let rows = loaded.map_err(&fail)?;
+        detached.map_err(&fail)?;
+        Ok(rows)
+    }
+
+    /// Registers `stream` as view `name` on `conn` and inserts it into `table`.
+    fn scan_into(
+        &self,
+        conn: &RawConnection,
+        stream: &mut FFI_ArrowArrayStream,
+        name: &str,
+        table: &str,
+    ) -> Result<u64, String> {
+        let view = name;
+        let c_view = CString::new(view).map_err(|e| e.to_string())?;
+        // SAFETY: `conn` is open; `stream` is a valid Arrow C stream that
+        // lives until after `conn` is closed. DuckDB's C API copies the
+        // stream struct with a no-op release, so ownership stays here.
+        let state = unsafe {
+            ffi::duckdb_arrow_scan(
+                conn.0,
+                c_view.as_ptr(),
+                std::ptr::from_mut(stream).cast::<ffi::_duckdb_arrow_stream>(),
+            )
+        };
+        if state != ffi::DuckDBSuccess {
+            return Err("DuckDB refused the Arrow stream".into());
+        }
+        conn.execute(&format!("INSERT INTO {table} SELECT * FROM {view}"))
+    }
+}
+
+/// DuckDB's C handle of a database; closed on drop, after its connections.
+struct RawDatabase(ffi::duckdb_database);
+
+// SAFETY: a DuckDB database handle may be used from any thread.
+unsafe impl Send for RawDatabase {}
+// SAFETY: DuckDB synchronises connections to one database internally.
+unsafe impl Sync for RawDatabase {}
+
+impl RawDatabase {
+    /// Opens (creating) the database at `path` with DuckDB settings.
+    fn open(path: &Path, settings: &[(&str, &str)]) -> Result<Self, String> {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+        let mut config: ffi::duckdb_config = std::ptr::null_mut();
+        // SAFETY: `config` is a valid out-pointer.
+        if unsafe { ffi::duckdb_create_config(&mut config) } != ffi::DuckDBSuccess {
+            return Err("cannot allocate a DuckDB configuration".into());
+        }
+        let mut result = Ok(());
+        for (key, value) in settings {
+            let (k, v) = (CString::new(*key), CString::new(*value));
+            let (Ok(k), Ok(v)) = (k, v) else {
+                result = Err(format!("setting {key}: contains a NUL byte"));
+                break;
+            };
+            // SAFETY: `config` is live; `k` and `v` are NUL-terminated.
+            if unsafe { ffi::duckdb_set_config(config, k.as_ptr(), v.as_ptr()) }
+                != ffi::DuckDBSuccess
+            {
+                result = Err(format!("setting {key} = {value}: not accepted by DuckDB"));
+                break;
+            }
+        }
+        let mut db: ffi::duckdb_database = std::ptr::null_mut();
+        let mut err: *mut c_char = std::ptr::null_mut();
+        if result.is_ok() {
+            // SAFETY: valid path, out-pointers and configuration.
+            let state = unsafe { ffi::duckdb_open_ext(c_path.as_ptr(), &mut db, config, &mut err) };
+            if state != ffi::DuckDBSuccess {
+                result = Err(take_message(err, "DuckDB could not open the file"));
+            }
+        }
+        // SAFETY: `config` was created above and is not used again.
+        unsafe { ffi::duckdb_destroy_config(&mut config) };
+        result.map(|()| RawDatabase(db))
+    }
+}
+
+impl Drop for RawDatabase {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: opened by `RawDatabase::open`; every connection to it
+            // (the `Connection` of `NewDb` and each `RawConnection`) is
+            // closed before, by field order and scope.
+            unsafe { ffi::duckdb_close(&mut self.0) };
+        }
+    }
+}
+
+/// A C-API connection, for what duckdb-rs does not expose; disconnects on drop.
+struct RawConnection(ffi::duckdb_connection);
+
+impl RawConnection {
+    fn connect(db: &RawDatabase) -> Result<Self, String> {
+        let mut conn: ffi::duckdb_connection = std::ptr::null_mut();
+        // SAFETY: `db` is open; `conn` is a valid out-pointer.
+        if unsafe { ffi::duckdb_connect(db.0, &mut conn) } != ffi::DuckDBSuccess {
+            return Err("cannot connect to the new database".into());
+        }
+        Ok(RawConnection(conn))
+    }
+
+    /// Runs one statement; returns the rows it changed, or DuckDB's error.
+    fn execute(&self, sql: &str) -> Result<u64, String> {
+        let c_sql = CString::new(sql).map_err(|e| e.to_string())?;
+        // SAFETY: an all-zero result is the documented initial state.
+        let mut result: ffi::duckdb_result = unsafe { std::mem::zeroed() };
+        // SAFETY: open connection, NUL-terminated SQL, valid out-pointer;
+        // the result is destroyed below whatever the state.
+        unsafe {
+            let state = ffi::duckdb_query(self.0, c_sql.as_ptr(), &mut result);
+            let out = if state == ffi::DuckDBSuccess {
+                Ok(ffi::duckdb_rows_changed(&mut result))
+            } else {
+                Err(result_error(&mut result))
+            };
+            ffi::duckdb_destroy_result(&mut result);
+            out
+        }
+    }
+}
+
+impl RawConnection {
+    /// The first column of the first row of `sql`'s result, as text.
+    fn query_string(&self, sql: &str) -> Result<String, String> {
+        let c_sql = CString::new(sql).map_err(|e| e.to_string())?;
+        // SAFETY: an all-zero result is the documented initial state.
+        let mut result: ffi::duckdb_result = unsafe { std::mem::zeroed() };
+        // SAFETY: open connection, NUL-terminated SQL, valid out-pointer;
+        // the value string is freed and the result destroyed below.
+        unsafe {
+            let out = if ffi::duckdb_query(self.0, c_sql.as_ptr(), &mut result)
+                == ffi::DuckDBSuccess
+                && ffi::duckdb_row_count(&mut result) > 0
+            {
+                let v = ffi::duckdb_value_varchar(&mut result, 0, 0);
+                Ok(take_message(v, ""))
+            } else {
+                Err(result_error(&mut result))
+            };
+            ffi::duckdb_destroy_result(&mut result);
+            out
+        }
+    }
+}
+
+/// The error message of a failed result.
+///
+/// # Safety
+/// `result` is a live result of `duckdb_query`.
+unsafe fn result_error(result: &mut ffi::duckdb_result) -> String {
+    // SAFETY: per the contract; the message belongs to the result.
+    let msg = unsafe { ffi::duckdb_result_error(result) };
+    if msg.is_null() {
+        "DuckDB reported an error without a message".to_string()
+    } else {
+        // SAFETY: a NUL-terminated string owned by the live result.
+        unsafe { CStr::from_ptr(msg) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl Drop for RawConnection {
+    fn drop(&mut self) {
+        // SAFETY: connected by `RawConnection::connect`, closed once.
+        unsafe { ffi::duckdb_disconnect(&mut self.0) };
+    }
+}
+
+/// Takes (and frees) a message DuckDB allocated, or `fallback` if none.
+fn take_message(err: *mut c_char, fallback: &str) -> String {
+    if err.is_null() {
+        return fallback.to_string();
+    }
+    // SAFETY: DuckDB returned a NUL-terminated string it allocated.
+    let msg = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: allocated by DuckDB, freed once.
+    unsafe { ffi::duckdb_free(err.cast()) };
+    msg
+}
+
 /// Builds a new database at `path` with `build`, atomically: the database is
 /// created in a temporary directory beside `path`, checkpointed, closed and
 /// only then renamed onto `path`. If `build` fails (or the process dies), an
@@ -84,7 +326,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
 /// removed.
 pub fn create_atomically<T, E: From<DbError>>(
     path: &Path,
-    build: impl FnOnce(&Connection) -> Result<T, E>,
+    build: impl FnOnce(&NewDb) -> Result<T, E>,
 ) -> Result<T, E> {
     let dir = parent_dir(path);
     let name = path
@@ -98,21 +340,30 @@ pub fn create_atomically<T, E: From<DbError>>(
         .map_err(io_err(dir))?;
     let _tracked = crate::cleanup::track(tmp.path());
     let tmp_db = tmp.path().join(&name);
+    let creating = format!("creating {}", tmp_db.display());
     // Files readable by DuckDB 1.5 and later: the stock DuckDB CLI on PyPI
     // (1.5.6) opens what nasbench writes. (v1.2 storage also works but
     // ingests the full file about 4 s slower.)
-    let config = duckdb::Config::default()
-        .with("storage_compatibility_version", STORAGE_COMPATIBILITY)
-        .during("configuring the new database")?;
-    let conn = Connection::open_with_flags(&tmp_db, config)
-        .during(format!("creating {}", tmp_db.display()))?;
-    crate::sqlfn::register(&conn).during("registering the nasbench functions")?;
-    let value = build(&conn)?;
-    conn.execute_batch("CHECKPOINT")
+    let raw = RawDatabase::open(
+        &tmp_db,
+        &[("storage_compatibility_version", STORAGE_COMPATIBILITY)],
+    )
+    .map_err(|msg| DbError::DuckDb {
+        what: creating.clone(),
+        source: duckdb::Error::DuckDBFailure(ffi::Error::new(ffi::DuckDBError), Some(msg)),
+    })?;
+    // SAFETY: `raw` is open and, by `NewDb`'s field order, outlives `conn`.
+    let conn = unsafe { Connection::open_from_raw(raw.0) }.during(creating)?;
+    let db = NewDb { conn, raw };
+    crate::sqlfn::register(&db).during("registering the nasbench functions")?;
+    let value = build(&db)?;
+    db.execute_batch("CHECKPOINT")
         .during("checkpointing the new database")?;
+    let NewDb { conn, raw } = db;
     conn.close()
         .map_err(|(_, e)| e)
         .during("closing the new database")?;
+    drop(raw);
     // A write-ahead log left beside the old file by a crashed writer would be
     // replayed onto the new database: it belongs to the file being replaced.
     let wal = wal_path(path);
@@ -148,6 +399,12 @@ pub fn create_schema(conn: &Connection) -> Result<(), DbError> {
         .during("running sql/schema.sql")?;
     conn.execute_batch(TRAINING_SQL)
         .during("running sql/training.sql")
+}
+
+/// Adds the keys (`sql/keys.sql`); run once `models` is loaded, or at once
+/// for a database that starts empty.
+pub fn create_keys(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(KEYS_SQL).during("running sql/keys.sql")
 }
 
 /// Creates the views and table macros (`sql/views.sql`, `sql/macros.sql`).
@@ -186,4 +443,57 @@ pub fn copy_to_parquet(conn: &Connection, query: &str, path: &Path) -> Result<()
         source: e.error,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, RecordBatch, RecordBatchIterator};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::error::ArrowError;
+    use std::sync::Arc;
+
+    fn batch(schema: &Arc<Schema>, values: Vec<i32>) -> RecordBatch {
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(values))]).unwrap()
+    }
+
+    #[test]
+    fn arrow_insert_keeps_order_and_reports_reader_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
+        let path = dir.path().join("t.duckdb");
+        let err = create_atomically(&path, |db| -> Result<(), DbError> {
+            db.execute_batch("CREATE TABLE t (x INTEGER)")
+                .during("creating t")?;
+            // 40 batches of 3,000 rows: more than one row group, in order.
+            let batches: Vec<_> = (0..40)
+                .map(|b| Ok(batch(&schema, (b * 3000..(b + 1) * 3000).collect())))
+                .collect();
+            let reader = RecordBatchIterator::new(batches, schema.clone());
+            assert_eq!(db.insert_arrow("t", Box::new(reader))?, 120_000);
+            let out_of_order: i64 = db
+                .query_row(
+                    "SELECT count(*) FROM (SELECT x, row_number() OVER () - 1 AS i FROM t) WHERE x <> i",
+                    [],
+                    |r| r.get(0),
+                )
+                .during("reading t")?;
+            assert_eq!(out_of_order, 0);
+            // A reader that fails: the insert fails with its message.
+            let failing = vec![
+                Ok(batch(&schema, vec![1, 2])),
+                Err(ArrowError::ComputeError("record 7 is bad".into())),
+            ];
+            let reader = RecordBatchIterator::new(failing, schema.clone());
+            db.insert_arrow("t", Box::new(reader)).map(|_| ())
+        })
+        .expect_err("the failing reader fails the insert");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("loading t") && msg.contains("record 7 is bad"),
+            "{msg}"
+        );
+        // The failed build left nothing behind.
+        assert!(!path.exists());
+    }
 }

@@ -13,20 +13,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use arrow::array::{
     ArrayRef, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{RecordBatchIterator, RecordBatchReader};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 use memmap2::MmapOptions;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::db::{DbError, DuckDbContext, copy_to_parquet, create_schema, create_views};
+use crate::db::{
+    DbError, DuckDbContext, NewDb, copy_to_parquet, create_keys, create_schema, create_views,
+};
 use crate::export::{list_item, list_of};
 use crate::generate::Progress;
 use crate::graph::{Matrix, ModelHash};
@@ -561,7 +564,7 @@ fn parse_cell(entry: CellEntry) -> Result<CheckedCell, (CellEntry, String)> {
     }
 }
 
-/// Recomputes every cell's hash, 8 cells of one shape at a time, and
+/// Recomputes every cell's hash, [`LANES`] cells of one shape at a time, and
 /// returns the cells whose stored hash differs, with the computed one.
 fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
     let mut order: Vec<usize> = (0..cells.len()).collect();
@@ -624,7 +627,7 @@ type Batches = Vec<RecordBatch>;
 /// creates the schema, appends every record, checks every cell, and creates
 /// the views. `progress` advances by bytes.
 pub fn ingest(
-    conn: &Connection,
+    conn: &NewDb,
     path: &Path,
     opts: &IngestOptions,
     progress: &(dyn Progress + Sync),
@@ -660,21 +663,41 @@ pub fn ingest(
     finish(conn, collector, &name, opts, bytes, start, progress)
 }
 
-fn append_all(
-    conn: &Connection,
-    rx: std::sync::mpsc::Receiver<Batches>,
-) -> Result<(), IngestError> {
-    let mut app = conn
-        .appender("evaluations")
-        .during("appending to evaluations")?;
-    for batches in rx {
-        for b in batches {
-            app.append_record_batch(b)
-                .during("appending to evaluations")?;
+/// Loads `evaluations` from the reader thread's batches, as they come.
+fn append_all(db: &NewDb, rx: Receiver<Batches>) -> Result<(), IngestError> {
+    let reader = ChannelReader {
+        schema: evaluations_schema(),
+        rx,
+        pending: Vec::new().into_iter(),
+    };
+    db.insert_arrow("evaluations", Box::new(reader))?;
+    Ok(())
+}
+
+/// The batches a channel delivers, as an Arrow stream that ends when the
+/// sender hangs up.
+struct ChannelReader {
+    schema: SchemaRef,
+    rx: Receiver<Batches>,
+    pending: std::vec::IntoIter<RecordBatch>,
+}
+
+impl Iterator for ChannelReader {
+    type Item = Result<RecordBatch, arrow::error::ArrowError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(b) = self.pending.next() {
+                return Some(Ok(b));
+            }
+            self.pending = self.rx.recv().ok()?.into_iter();
         }
     }
-    app.flush().during("appending to evaluations")?;
-    Ok(())
+}
+
+impl RecordBatchReader for ChannelReader {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
 }
 
 /// The reader thread: maps the file window by window, decodes, numbers the
@@ -774,7 +797,7 @@ fn read_windows(
 
 /// Checks the cells, loads `models`, reports anomalies, creates the views.
 fn finish(
-    conn: &Connection,
+    conn: &NewDb,
     c: Collector,
     name: &str,
     opts: &IngestOptions,
@@ -834,7 +857,7 @@ fn finish(
     // `models`; a cell whose hash is wrong is removed again below.
     let (mismatches, appended) = std::thread::scope(|s| {
         let checker = s.spawn(|| check_hashes(&checked));
-        let appended = append_models(conn, &checked);
+        let appended = append_models(conn, &checked).and_then(|()| create_keys(conn));
         let mismatches = checker
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -917,16 +940,15 @@ fn finish(
     })
 }
 
-fn append_models(conn: &Connection, cells: &[CheckedCell]) -> Result<(), DbError> {
-    let mut app = conn.appender("models").during("appending to models")?;
-    // One batch per DuckDB vector (2048 rows): duckdb-rs converts a list
-    // column of a sliced batch by copying the whole child array each time.
-    for chunk in cells.chunks(2048) {
-        let batch = models_batch(chunk).map_err(DbError::from_arrow)?;
-        app.append_record_batch(batch)
-            .during("appending to models")?;
-    }
-    app.flush().during("appending to models")
+fn append_models(db: &NewDb, cells: &[CheckedCell]) -> Result<(), DbError> {
+    let batches = cells
+        .par_chunks(8192)
+        .map(models_batch)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(DbError::from_arrow)?;
+    let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), models_schema());
+    db.insert_arrow("models", Box::new(reader))?;
+    Ok(())
 }
 
 /// Removes cells (and their evaluations) that failed a check.

@@ -4,10 +4,13 @@
 //! within one message. Labelings of one unlabeled shape produce messages of
 //! identical lengths at every step (lengths depend only on degrees), so
 //! [`LANES`] of them run through one MD5 in lockstep, each in its own lane.
-//! The lane loops are plain Rust over fixed arrays, which the compiler turns
-//! into SIMD on every x86-64 (SSE2 baseline) and AArch64 target. No mature
-//! crate offers multi-buffer MD5 (md5-many is an alpha), hence this module;
-//! its tests check it against the `md-5` crate and [`hash_module_with`].
+//! On x86-64 CPUs with AVX-512F (detected at run time) the 16 lanes are the
+//! 16 words of one register, the 64 steps are unrolled, and each round
+//! function and rotation is one instruction (`vpternlogd`, `vprold`).
+//! Elsewhere the lane loops are plain Rust over fixed arrays, which the
+//! compiler turns into the target's baseline SIMD. No mature crate offers
+//! multi-buffer MD5 (md5-many is an alpha), hence this module; its tests
+//! check both paths against the `md-5` crate and [`hash_module_with`].
 //!
 //! [`hash_module_with`]: crate::graph::hash_module_with
 
@@ -17,7 +20,7 @@ use crate::graph::{
 };
 
 /// Messages hashed at once.
-pub const LANES: usize = 8;
+pub const LANES: usize = 16;
 
 type Lane = [u32; LANES];
 
@@ -86,6 +89,18 @@ fn compress(state: &mut [Lane; 4], m: &[Lane; 16]) {
 /// MD5 of `LANES` messages of one length at once. `bufs[l]` holds message
 /// `l` in its first `len` bytes; the buffers are padded in place.
 pub fn md5_lanes(bufs: &mut [Vec<u8>; LANES], len: usize) -> [[u8; 16]; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        pad(bufs, len);
+        // SAFETY: the CPU has just been found to support AVX-512F, and
+        // `pad` made every buffer a whole number of 64-byte blocks.
+        return unsafe { x16::md5_padded(bufs) };
+    }
+    md5_lanes_body(bufs, len)
+}
+
+/// Appends MD5 padding and the bit length to each lane's first `len` bytes.
+fn pad(bufs: &mut [Vec<u8>; LANES], len: usize) {
     let padded = (len + 8) / 64 * 64 + 64;
     for b in bufs.iter_mut() {
         b.truncate(len);
@@ -93,12 +108,254 @@ pub fn md5_lanes(bufs: &mut [Vec<u8>; LANES], len: usize) -> [[u8; 16]; LANES] {
         b.resize(padded - 8, 0);
         b.extend_from_slice(&((len as u64) * 8).to_le_bytes());
     }
+}
+
+/// MD5 of 16 messages at once with AVX-512F: one 512-bit register holds a
+/// state word of every lane, each round function is one `vpternlogd` and
+/// each rotation one `vprold`, all 64 steps unrolled.
+#[cfg(target_arch = "x86_64")]
+mod x16 {
+    use super::{INIT, K, LANES};
+    use std::arch::x86_64::*;
+
+    const _: () = assert!(
+        LANES == 16,
+        "one lane per 32-bit element of a 512-bit register"
+    );
+
+    /// Lane `l`'s 64-byte block `block` as the 16 message words of every
+    /// lane: `m[w]` holds word `w` of lanes 0..16 (a 16x16 transpose).
+    ///
+    /// # Safety
+    /// AVX-512F; every buffer holds at least `(block + 1) * 64` bytes.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_block(bufs: &[Vec<u8>; LANES], block: usize) -> [__m512i; 16] {
+        let r: [__m512i; 16] = std::array::from_fn(|l| {
+            let b = &bufs[l][block * 64..block * 64 + 64];
+            // SAFETY: `b` is 64 readable bytes; the load is unaligned.
+            unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
+        });
+        // Pairs of lanes, then quads, interleaved within each 128-bit chunk:
+        // u[4i + j] chunk q = word 4q + j of lanes 4i..4i+4.
+        let t: [__m512i; 16] = std::array::from_fn(|k| {
+            let (a, b) = (r[k & !1], r[k | 1]);
+            if k % 2 == 0 {
+                _mm512_unpacklo_epi32(a, b)
+            } else {
+                _mm512_unpackhi_epi32(a, b)
+            }
+        });
+        let u: [__m512i; 16] = std::array::from_fn(|k| {
+            let (i, j) = (k / 4, k % 4);
+            let (a, b) = (t[4 * i + j / 2], t[4 * i + j / 2 + 2]);
+            if j % 2 == 0 {
+                _mm512_unpacklo_epi64(a, b)
+            } else {
+                _mm512_unpackhi_epi64(a, b)
+            }
+        });
+        // Gather chunk q of the four quads of lanes into word 4q + j.
+        let mut m = [_mm512_setzero_si512(); 16];
+        for j in 0..4 {
+            let (a, b, c, d) = (u[j], u[4 + j], u[8 + j], u[12 + j]);
+            let ab_lo = _mm512_shuffle_i32x4::<0x44>(a, b);
+            let ab_hi = _mm512_shuffle_i32x4::<0xee>(a, b);
+            let cd_lo = _mm512_shuffle_i32x4::<0x44>(c, d);
+            let cd_hi = _mm512_shuffle_i32x4::<0xee>(c, d);
+            m[j] = _mm512_shuffle_i32x4::<0x88>(ab_lo, cd_lo);
+            m[4 + j] = _mm512_shuffle_i32x4::<0xdd>(ab_lo, cd_lo);
+            m[8 + j] = _mm512_shuffle_i32x4::<0x88>(ab_hi, cd_hi);
+            m[12 + j] = _mm512_shuffle_i32x4::<0xdd>(ab_hi, cd_hi);
+        }
+        m
+    }
+
+    /// One MD5 step on all lanes: `a = b + rotl(a + f(b, c, d) + m + k, s)`,
+    /// with `f` given as a `vpternlogd` truth table.
+    macro_rules! step {
+        ($a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $i:literal, $s:literal, $f:literal) => {
+            let f = _mm512_ternarylogic_epi32::<$f>($b, $c, $d);
+            let x = _mm512_add_epi32(
+                _mm512_add_epi32($a, f),
+                _mm512_add_epi32($m, _mm512_set1_epi32(K[$i] as i32)),
+            );
+            $a = _mm512_add_epi32($b, _mm512_rol_epi32::<$s>(x));
+        };
+    }
+
+    /// Four steps of one round, rotating the roles of a, b, c, d.
+    macro_rules! quad {
+        ($st:ident, $m:ident, $f:literal, [$i0:literal, $i1:literal, $i2:literal, $i3:literal],
+         [$g0:literal, $g1:literal, $g2:literal, $g3:literal], [$s0:literal, $s1:literal, $s2:literal, $s3:literal]) => {
+            let [mut a, mut b, mut c, mut d] = $st;
+            step!(a, b, c, d, $m[$g0], $i0, $s0, $f);
+            step!(d, a, b, c, $m[$g1], $i1, $s1, $f);
+            step!(c, d, a, b, $m[$g2], $i2, $s2, $f);
+            step!(b, c, d, a, $m[$g3], $i3, $s3, $f);
+            $st = [a, b, c, d];
+        };
+    }
+
+    /// MD5 of every lane's padded buffer (a whole number of blocks, the
+    /// same number in every lane).
+    ///
+    /// # Safety
+    /// AVX-512F; the buffers are padded as [`super::pad`] leaves them.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn md5_padded(bufs: &[Vec<u8>; LANES]) -> [[u8; 16]; LANES] {
+        let mut state = INIT.map(|x| _mm512_set1_epi32(x as i32));
+        for block in 0..bufs[0].len() / 64 {
+            // SAFETY: every buffer holds `len / 64` whole blocks.
+            let m = unsafe { load_block(bufs, block) };
+            let start = state;
+            // F(b, c, d) = b ? c : d
+            quad!(state, m, 0xca, [0, 1, 2, 3], [0, 1, 2, 3], [7, 12, 17, 22]);
+            quad!(state, m, 0xca, [4, 5, 6, 7], [4, 5, 6, 7], [7, 12, 17, 22]);
+            quad!(
+                state,
+                m,
+                0xca,
+                [8, 9, 10, 11],
+                [8, 9, 10, 11],
+                [7, 12, 17, 22]
+            );
+            quad!(
+                state,
+                m,
+                0xca,
+                [12, 13, 14, 15],
+                [12, 13, 14, 15],
+                [7, 12, 17, 22]
+            );
+            // G(b, c, d) = d ? b : c
+            quad!(
+                state,
+                m,
+                0xe4,
+                [16, 17, 18, 19],
+                [1, 6, 11, 0],
+                [5, 9, 14, 20]
+            );
+            quad!(
+                state,
+                m,
+                0xe4,
+                [20, 21, 22, 23],
+                [5, 10, 15, 4],
+                [5, 9, 14, 20]
+            );
+            quad!(
+                state,
+                m,
+                0xe4,
+                [24, 25, 26, 27],
+                [9, 14, 3, 8],
+                [5, 9, 14, 20]
+            );
+            quad!(
+                state,
+                m,
+                0xe4,
+                [28, 29, 30, 31],
+                [13, 2, 7, 12],
+                [5, 9, 14, 20]
+            );
+            // H(b, c, d) = b ^ c ^ d
+            quad!(
+                state,
+                m,
+                0x96,
+                [32, 33, 34, 35],
+                [5, 8, 11, 14],
+                [4, 11, 16, 23]
+            );
+            quad!(
+                state,
+                m,
+                0x96,
+                [36, 37, 38, 39],
+                [1, 4, 7, 10],
+                [4, 11, 16, 23]
+            );
+            quad!(
+                state,
+                m,
+                0x96,
+                [40, 41, 42, 43],
+                [13, 0, 3, 6],
+                [4, 11, 16, 23]
+            );
+            quad!(
+                state,
+                m,
+                0x96,
+                [44, 45, 46, 47],
+                [9, 12, 15, 2],
+                [4, 11, 16, 23]
+            );
+            // I(b, c, d) = c ^ (b | !d)
+            quad!(
+                state,
+                m,
+                0x39,
+                [48, 49, 50, 51],
+                [0, 7, 14, 5],
+                [6, 10, 15, 21]
+            );
+            quad!(
+                state,
+                m,
+                0x39,
+                [52, 53, 54, 55],
+                [12, 3, 10, 1],
+                [6, 10, 15, 21]
+            );
+            quad!(
+                state,
+                m,
+                0x39,
+                [56, 57, 58, 59],
+                [8, 15, 6, 13],
+                [6, 10, 15, 21]
+            );
+            quad!(
+                state,
+                m,
+                0x39,
+                [60, 61, 62, 63],
+                [4, 11, 2, 9],
+                [6, 10, 15, 21]
+            );
+            for (s, s0) in state.iter_mut().zip(start) {
+                *s = _mm512_add_epi32(*s, s0);
+            }
+        }
+        let words: [[u32; 16]; 4] = state.map(|s| {
+            let mut w = [0u32; 16];
+            // SAFETY: `w` is 64 writable bytes; the store is unaligned.
+            unsafe { _mm512_storeu_si512(w.as_mut_ptr().cast(), s) };
+            w
+        });
+        std::array::from_fn(|l| {
+            let mut out = [0u8; 16];
+            for (k, w) in words.iter().enumerate() {
+                out[4 * k..4 * k + 4].copy_from_slice(&w[l].to_le_bytes());
+            }
+            out
+        })
+    }
+}
+
+/// The portable path: plain loops over lane arrays, vectorised by the
+/// compiler for the target's baseline SIMD.
+fn md5_lanes_body(bufs: &mut [Vec<u8>; LANES], len: usize) -> [[u8; 16]; LANES] {
+    pad(bufs, len);
     let mut state = [[0u32; LANES]; 4];
     for (s, init) in state.iter_mut().zip(INIT) {
         *s = [init; LANES];
     }
     let mut m = [[0u32; LANES]; 16];
-    for block in 0..padded / 64 {
+    for block in 0..bufs[0].len() / 64 {
         for (w, word) in m.iter_mut().enumerate() {
             for (l, b) in bufs.iter().enumerate() {
                 let at = block * 64 + w * 4;
@@ -122,6 +379,8 @@ pub struct BatchScratch {
     bufs: [Vec<u8>; LANES],
     cur: Vec<[[u8; 32]; LANES]>,
     next: Vec<[[u8; 32]; LANES]>,
+    /// Each digest as a big-endian integer, which orders like its hex.
+    keys: Vec<[u128; LANES]>,
     idx: Vec<usize>,
 }
 
@@ -148,6 +407,9 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
     s.cur.resize(n, [[0; 32]; LANES]);
     s.next.clear();
     s.next.resize(n, [[0; 32]; LANES]);
+    s.keys.clear();
+    s.keys.resize(n, [0; LANES]);
+    let mut next_keys = vec![[0u128; LANES]; n];
     for v in 0..n {
         for l in 0..LANES {
             let b = &mut s.bufs[l];
@@ -159,9 +421,12 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
             let len = s.bufs[0].len();
             let d = md5_lanes(&mut s.bufs, len);
             s.cur[v] = d.map(|x| hex(&x));
+            s.keys[v] = d.map(u128::from_be_bytes);
         } else {
             for l in 0..LANES {
-                s.cur[v][l] = hex(&md5_digest(&s.bufs[l]));
+                let d = md5_digest(&s.bufs[l]);
+                s.cur[v][l] = hex(&d);
+                s.keys[v][l] = u128::from_be_bytes(d);
             }
         }
     }
@@ -172,17 +437,19 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
             for l in 0..LANES {
                 let b = &mut s.bufs[l];
                 b.clear();
-                push_sorted(b, &mut s.idx, &s.cur, l, cols[v]);
+                push_sorted(b, &mut s.idx, &s.cur, &s.keys, l, cols[v]);
                 b.push(b'|');
-                push_sorted(b, &mut s.idx, &s.cur, l, rows[v]);
+                push_sorted(b, &mut s.idx, &s.cur, &s.keys, l, rows[v]);
                 b.push(b'|');
                 b.extend_from_slice(&s.cur[v][l]);
                 len = b.len();
             }
             let d = md5_lanes(&mut s.bufs, len);
             s.next[v] = d.map(|x| hex(&x));
+            next_keys[v] = d.map(u128::from_be_bytes);
         }
         std::mem::swap(&mut s.cur, &mut s.next);
+        std::mem::swap(&mut s.keys, &mut next_keys);
     }
     let mut len = 0;
     for l in 0..LANES {
@@ -202,12 +469,13 @@ fn push_sorted(
     buf: &mut Vec<u8>,
     idx: &mut Vec<usize>,
     hashes: &[[[u8; 32]; LANES]],
+    keys: &[[u128; LANES]],
     l: usize,
     mask: u64,
 ) {
     idx.clear();
     for_each_bit(mask, |w| idx.push(w));
-    idx.sort_unstable_by(|&a, &b| hashes[a][l].cmp(&hashes[b][l]));
+    idx.sort_unstable_by_key(|&w| keys[w][l]);
     for &w in idx.iter() {
         buf.extend_from_slice(&hashes[w][l]);
     }
@@ -227,6 +495,10 @@ mod tests {
                 *b = (0..len).map(|i| (i * 31 + l * 7 + len) as u8).collect();
             }
             let expect: Vec<[u8; 16]> = bufs.iter().map(|b| md5_digest(b)).collect();
+            // The portable path, whatever the CPU.
+            let got = md5_lanes_body(&mut bufs.clone(), len);
+            assert_eq!(got.to_vec(), expect, "portable, length {len}");
+            // The dispatched path (AVX-512 where the CPU has it).
             let got = md5_lanes(&mut bufs, len);
             assert_eq!(got.to_vec(), expect, "length {len}");
         }

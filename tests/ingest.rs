@@ -316,6 +316,30 @@ fn reingest_is_idempotent() {
     assert_eq!(n, 3);
 }
 
+#[test]
+fn models_hash_is_the_primary_key() {
+    // keys.sql adds the key after the bulk load: it must be there, and
+    // enforced, in the finished database.
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = ingest_bytes(dir.path(), SAMPLE);
+    let conn = Connection::open(&db).unwrap();
+    let key: String = conn
+        .query_row(
+            "SELECT array_to_string(constraint_column_names, ',') FROM duckdb_constraints() \
+             WHERE table_name = 'models' AND constraint_type = 'PRIMARY KEY'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(key, "hash");
+    let dup = conn.execute_batch("INSERT INTO models SELECT * FROM models LIMIT 1");
+    let msg = dup.expect_err("a duplicate hash is refused").to_string();
+    assert!(
+        msg.contains("PRIMARY KEY") || msg.contains("primary key"),
+        "{msg}"
+    );
+}
+
 fn skip() -> IngestOptions {
     IngestOptions {
         skip_bad_records: true,

@@ -295,6 +295,7 @@ fn open_db(path: &Path) -> anyhow::Result<duckdb::Connection> {
     if !path.exists() {
         nasbench::db::create_atomically(path, |conn| -> Result<(), nasbench::db::DbError> {
             nasbench::db::create_schema(conn)?;
+            nasbench::db::create_keys(conn)?;
             nasbench::db::create_views(conn)
         })?;
     }
