@@ -538,13 +538,13 @@ fn parse_adjacency(bits: &str) -> Result<Matrix, String> {
 
 /// Parses a unique cell and checks it is a valid cell of the space; the
 /// hash itself is checked in batches by [`check_hashes`].
-fn parse_cell(entry: CellEntry) -> Result<CheckedCell, (CellEntry, String)> {
+fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, (CellEntry, String)> {
     let parsed = (|| {
         let matrix = parse_adjacency(&entry.adjacency)?;
         let ops: Vec<String> = entry.operations.split(',').map(str::to_string).collect();
         let spec =
             ModelSpec::from_matrix(matrix.clone(), ops.clone()).map_err(|e| e.to_string())?;
-        spec.check(&Domain::default()).map_err(|e| e.to_string())?;
+        spec.check(domain).map_err(|e| e.to_string())?;
         let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
         let pruned = spec
             .matrix()
@@ -779,12 +779,13 @@ fn read_windows(
             c.records += 1;
             c.skip(&bad);
         }
+        // Each chunk of runs is built into a batch and freed on a worker.
         let batches: Batches = runs
-            .par_chunks(8192)
-            .map(evaluations_batch)
+            .into_par_iter()
+            .chunks(8192)
+            .map(|chunk| evaluations_batch(&chunk))
             .collect::<Result<_, _>>()
             .map_err(DbError::from_arrow)?;
-        drop(runs);
         if tx.send(batches).is_err() {
             // The appender stopped; its error is reported.
             return Ok(c);
@@ -826,7 +827,11 @@ fn finish(
     progress.start("checking cell hashes", cells.len() as u64);
     let mut entries: Vec<CellEntry> = cells.into_values().collect();
     entries.par_sort_unstable_by_key(|e| e.index);
-    let parsed: Vec<_> = entries.into_par_iter().map(parse_cell).collect();
+    let domain = Domain::default();
+    let parsed: Vec<_> = entries
+        .into_par_iter()
+        .map(|e| parse_cell(e, &domain))
+        .collect();
     let mut checked = Vec::with_capacity(parsed.len());
     let mut dropped: Vec<String> = Vec::new();
     let bad_cell = |e: &CellEntry, reason: String| IngestError::Record {

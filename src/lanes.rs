@@ -382,6 +382,8 @@ pub struct BatchScratch {
     /// Each digest as a big-endian integer, which orders like its hex.
     keys: Vec<[u128; LANES]>,
     idx: Vec<usize>,
+    /// Hex and key of each initial (out-degree, in-degree, label) hash.
+    initial: rustc_hash::FxHashMap<(u32, u32, i64), ([u8; 32], u128)>,
 }
 
 /// The dataset hash (as [`crate::graph::hash_module_with`] computes it) of
@@ -410,24 +412,23 @@ pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> V
     s.keys.clear();
     s.keys.resize(n, [0; LANES]);
     let mut next_keys = vec![[0u128; LANES]; n];
+    // The first hashes depend only on (out-degree, in-degree, label): a
+    // handful of values, hashed once and kept in the scratch.
     for v in 0..n {
+        let (out_deg, in_deg) = (rows[v].count_ones(), cols[v].count_ones());
         for l in 0..LANES {
-            let b = &mut s.bufs[l];
-            b.clear();
-            push_initial_message(b, rows[v], cols[v], lane_labels(l)[v]);
-        }
-        // Lengths can differ between lanes only through the label's digits.
-        if s.bufs.iter().all(|b| b.len() == s.bufs[0].len()) {
-            let len = s.bufs[0].len();
-            let d = md5_lanes(&mut s.bufs, len);
-            s.cur[v] = d.map(|x| hex(&x));
-            s.keys[v] = d.map(u128::from_be_bytes);
-        } else {
-            for l in 0..LANES {
-                let d = md5_digest(&s.bufs[l]);
-                s.cur[v][l] = hex(&d);
-                s.keys[v][l] = u128::from_be_bytes(d);
-            }
+            let label = lane_labels(l)[v];
+            let (h, k) = *s
+                .initial
+                .entry((out_deg, in_deg, label))
+                .or_insert_with(|| {
+                    let mut b = Vec::new();
+                    push_initial_message(&mut b, rows[v], cols[v], label);
+                    let d = md5_digest(&b);
+                    (hex(&d), u128::from_be_bytes(d))
+                });
+            s.cur[v][l] = h;
+            s.keys[v][l] = k;
         }
     }
     // Every later message's length depends only on degrees: lanes agree.

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use base64::DecodeSliceError;
 use base64::Engine as _;
 use prost::Message as _;
 
@@ -57,8 +58,16 @@ pub struct Record<'a> {
 /// Decodes one record's data (the TFRecord payload).
 pub fn decode(data: &[u8]) -> Result<Record<'_>, RecordError> {
     let Row(hash, epochs, adjacency, operations, metrics) = serde_json::from_slice(data)?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(metrics.as_bytes())?;
-    let metrics = ModelMetrics::decode(raw.as_slice())?;
+    // Release metrics are a few hundred bytes: decode them on the stack.
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut stack = [0u8; 1024];
+    let metrics = match engine.decode_slice(metrics.as_bytes(), &mut stack) {
+        Ok(n) => ModelMetrics::decode(&stack[..n])?,
+        Err(DecodeSliceError::OutputSliceTooSmall) => {
+            ModelMetrics::decode(engine.decode(metrics.as_bytes())?.as_slice())?
+        }
+        Err(DecodeSliceError::DecodeError(e)) => return Err(e.into()),
+    };
     Ok(Record {
         hash,
         epochs,
