@@ -4,9 +4,10 @@
 //! however large the file), its frames are found by [`scan`], and the
 //! records of a window are decoded on every core. A short sequential pass
 //! numbers the repeats in file order and collects the unique cells; Arrow
-//! record batches are then built in parallel and appended to DuckDB on
-//! another thread while the next window decodes. At the end every unique
-//! cell's hash is recomputed from its stored matrix and ops.
+//! record batches are then built in parallel and streamed into one DuckDB
+//! insert (an Arrow scan, see [`NewDb::insert_arrow`]) running on another
+//! thread while the next window decodes. At the end every unique cell's
+//! hash is recomputed from its stored matrix and ops.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -701,7 +702,7 @@ impl RecordBatchReader for ChannelReader {
 }
 
 /// The reader thread: maps the file window by window, decodes, numbers the
-/// repeats and sends the Arrow batches to the appender.
+/// repeats and sends the Arrow batches to the `evaluations` insert.
 fn read_windows(
     file: &File,
     bytes: u64,
@@ -787,7 +788,7 @@ fn read_windows(
             .collect::<Result<_, _>>()
             .map_err(DbError::from_arrow)?;
         if tx.send(batches).is_err() {
-            // The appender stopped; its error is reported.
+            // The insert stopped; its error is reported.
             return Ok(c);
         }
         progress.advance(next);
