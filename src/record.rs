@@ -50,7 +50,7 @@ pub struct Record<'a> {
     pub adjacency: Cow<'a, str>,
     /// Comma-joined op names.
     pub operations: Cow<'a, str>,
-    /// The run's metrics: evaluation_data ([0] step 0, [1] halfway, [2] end),
+    /// The run's metrics: `evaluation_data` (`[0]` step 0, `[1]` halfway, `[2]` end),
     /// trainable_parameters, total_time. Absent proto2 fields are `None`.
     pub metrics: ModelMetrics,
 }

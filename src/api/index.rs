@@ -297,7 +297,7 @@ impl Index {
         self.header.budgets.iter().position(|&e| e == epochs)
     }
 
-    /// Whether lookups by canonical key are exact (see [`Header`]).
+    /// Whether lookups by canonical key are exact (see the index header).
     pub fn keys_unique(&self) -> bool {
         self.header.keys_unique
     }
