@@ -10,6 +10,7 @@
 //! hash is recomputed from its stored matrix and ops.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::Path;
@@ -243,12 +244,50 @@ struct CellEntry {
     params: Option<i32>,
     index: u64,
     offset: u64,
+    /// Runs of this cell so far, per budget.
+    repeats: Repeats,
+}
+
+/// Runs of one cell per budget, in order of first appearance: the release's
+/// four budgets fit inline, so numbering a run costs no lookup beyond the
+/// cell's own.
+#[derive(Default)]
+struct Repeats {
+    inline: [(i32, u32); 4],
+    more: Vec<(i32, u32)>,
+}
+
+impl Repeats {
+    /// Counts one more run at `epochs` and returns its repeat number (1..).
+    fn next(&mut self, epochs: i32) -> u32 {
+        let slot = match self.inline.iter().position(|&(e, n)| n == 0 || e == epochs) {
+            Some(i) => &mut self.inline[i],
+            None => match self.more.iter().position(|&(e, _)| e == epochs) {
+                Some(i) => &mut self.more[i],
+                None => {
+                    self.more.push((epochs, 0));
+                    let last = self.more.len() - 1;
+                    &mut self.more[last]
+                }
+            },
+        };
+        *slot = (epochs, slot.1 + 1);
+        slot.1
+    }
+
+    /// The run count of each budget present.
+    fn counts(&self) -> impl Iterator<Item = u32> + '_ {
+        self.inline
+            .iter()
+            .chain(&self.more)
+            .map(|&(_, n)| n)
+            .filter(|&n| n > 0)
+    }
 }
 
 /// State of the sequential pass, carried across windows.
 #[derive(Default)]
 struct Collector {
-    repeats: FxHashMap<(u128, i32), u32>,
     cells: FxHashMap<u128, CellEntry>,
     budgets: BTreeSet<i32>,
     budget_order: Vec<i32>,
@@ -271,9 +310,6 @@ impl Collector {
 
     /// Numbers the run's repeat and records its cell.
     fn admit(&mut self, run: &mut Run<'_>) {
-        let n = self.repeats.entry((run.key, run.epochs)).or_insert(0);
-        *n += 1;
-        run.repeat = *n as i32;
         if self.budgets.insert(run.epochs) {
             self.budget_order.push(run.epochs);
         }
@@ -284,29 +320,28 @@ impl Collector {
             self.anomalies.runs_without_three_points += 1;
         }
         let params = run.metrics.trainable_parameters;
-        match self.cells.get(&run.key) {
-            Some(c) => {
+        let cell = match self.cells.entry(run.key) {
+            Entry::Occupied(o) => {
+                let c = o.into_mut();
                 if c.adjacency != run.adjacency
                     || c.operations != run.operations
                     || c.params != params
                 {
                     self.anomalies.inconsistent_records += 1;
                 }
+                c
             }
-            None => {
-                self.cells.insert(
-                    run.key,
-                    CellEntry {
-                        hash: run.hash.to_string(),
-                        adjacency: run.adjacency.to_string(),
-                        operations: run.operations.to_string(),
-                        params,
-                        index: run.index,
-                        offset: run.offset,
-                    },
-                );
-            }
-        }
+            Entry::Vacant(v) => v.insert(CellEntry {
+                hash: run.hash.to_string(),
+                adjacency: run.adjacency.to_string(),
+                operations: run.operations.to_string(),
+                params,
+                index: run.index,
+                offset: run.offset,
+                repeats: Repeats::default(),
+            }),
+        };
+        run.repeat = cell.repeats.next(run.epochs) as i32;
     }
 }
 
@@ -539,7 +574,7 @@ fn parse_adjacency(bits: &str) -> Result<Matrix, String> {
 
 /// Parses a unique cell and checks it is a valid cell of the space; the
 /// hash itself is checked in batches by [`check_hashes`].
-fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, (CellEntry, String)> {
+fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(CellEntry, String)>> {
     let parsed = (|| {
         let matrix = parse_adjacency(&entry.adjacency)?;
         let ops: Vec<String> = entry.operations.split(',').map(str::to_string).collect();
@@ -561,7 +596,7 @@ fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, (CellEnt
             pruned,
             labels,
         }),
-        Err(e) => Err((entry, e)),
+        Err(e) => Err(Box::new((entry, e))),
     }
 }
 
@@ -808,7 +843,6 @@ fn finish(
     progress: &(dyn Progress + Sync),
 ) -> Result<Summary, IngestError> {
     let Collector {
-        repeats,
         cells,
         budgets,
         budget_order,
@@ -824,6 +858,19 @@ fn finish(
         return Err(IngestError::Empty {
             path: name.to_string(),
         });
+    }
+    // Anomalies from the repeat counters.
+    for cell in cells.values() {
+        let mut budgets_present = 0;
+        for n in cell.repeats.counts() {
+            if n != opts.expected_repeats {
+                *anomalies.unexpected_repeats.entry(n).or_insert(0) += 1;
+            }
+            budgets_present += 1;
+        }
+        if budgets_present != budgets.len() {
+            anomalies.cells_missing_budgets += 1;
+        }
     }
     progress.start("checking cell hashes", cells.len() as u64);
     let mut entries: Vec<CellEntry> = cells.into_values().collect();
@@ -844,7 +891,8 @@ fn finish(
     for p in parsed {
         match p {
             Ok(c) => checked.push(c),
-            Err((e, reason)) if opts.skip_bad_records => {
+            Err(bad) if opts.skip_bad_records => {
+                let (e, reason) = *bad;
                 skipped += 1;
                 if skipped_examples.len() < 20 {
                     skipped_examples.push(Skipped {
@@ -855,7 +903,10 @@ fn finish(
                 }
                 dropped.push(e.hash);
             }
-            Err((e, reason)) => return Err(bad_cell(&e, format!("cell {}: {reason}", e.hash))),
+            Err(bad) => {
+                let (e, reason) = &*bad;
+                return Err(bad_cell(e, format!("cell {}: {reason}", e.hash)));
+            }
         }
     }
     trace("cells parsed", start);
@@ -904,19 +955,6 @@ fn finish(
         duckdb::params![name, bytes as i64, records as i64],
     )
     .during("recording the ingest")?;
-
-    // Anomalies from the repeat counters.
-    let mut budgets_per_cell: FxHashMap<u128, u32> = FxHashMap::default();
-    for (&(key, _), &n) in &repeats {
-        if n != opts.expected_repeats {
-            *anomalies.unexpected_repeats.entry(n).or_insert(0) += 1;
-        }
-        *budgets_per_cell.entry(key).or_insert(0) += 1;
-    }
-    anomalies.cells_missing_budgets = budgets_per_cell
-        .values()
-        .filter(|&&n| n as usize != budgets.len())
-        .count() as u64;
 
     let (runs, evaluations) = if dropped.is_empty() {
         (runs, evaluations)
