@@ -49,6 +49,14 @@ pub enum DbError {
         /// The cause.
         source: duckdb::Error,
     },
+    /// DuckDB's C API reported `message` while doing `what`.
+    #[error("{what}: {message}")]
+    DuckDbC {
+        /// What was being done.
+        what: String,
+        /// DuckDB's message.
+        message: String,
+    },
     /// Building or formatting Arrow batches failed.
     #[error("Arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -113,56 +121,40 @@ impl NewDb {
         table: &str,
         batches: Box<dyn RecordBatchReader + Send>,
     ) -> Result<u64, DbError> {
-        let what = format!("loading {table}");
-        let fail = |msg: String| DbError::DuckDb {
-            what: what.clone(),
-            source: duckdb::Error::DuckDBFailure(ffi::Error::new(ffi::DuckDBError), Some(msg)),
+        let fail = |message: String| DbError::DuckDbC {
+            what: format!("loading {table}"),
+            message,
         };
         // Declared before the connection: outlives every use DuckDB makes.
         let mut stream = FFI_ArrowArrayStream::new(batches);
-        let conn = RawConnection::connect(&self.raw).map_err(&fail)?;
+        let conn = RawConnection::connect(&self.raw).map_err(fail)?;
         // The C API creates the scan as a view in the connection's current
         // database; a view over a stream cannot be stored in a file, so it
         // goes into an in-memory database attached for the load.
-        let target = conn
-            .query_string("SELECT current_database()")
-            .map_err(&fail)?;
-        let target = format!("\"{}\"", target.replace('"', "\"\""));
-        let mem = format!("nasbench_arrow_{table}");
-        conn.execute(&format!("ATTACH ':memory:' AS {mem}; USE {mem}"))
-            .map_err(&fail)?;
-        let loaded = self.scan_into(&conn, &mut stream, &mem, &format!("{target}.main.{table}"));
+        let target = quote_ident(
+            &conn
+                .query_string("SELECT current_database()")
+                .map_err(fail)?,
+        );
+        let mem = quote_ident(&format!("nasbench_arrow_{table}"));
+        conn.execute(&format!("ATTACH ':memory:' AS {mem}"))
+            .map_err(fail)?;
+        let loaded = conn.execute(&format!("USE {mem}")).and_then(|_| {
+            conn.insert_stream(
+                &mut stream,
+                &format!("{target}.main.{}", quote_ident(table)),
+            )
+        });
         let detached = conn.execute(&format!("USE {target}; DETACH {mem}"));
-        let rows = loaded.map_err(&fail)?;
-        detached.map_err(&fail)?;
+        let rows = loaded.map_err(fail)?;
+        detached.map_err(fail)?;
         Ok(rows)
     }
+}
 
-    /// Registers `stream` as view `name` on `conn` and inserts it into `table`.
-    fn scan_into(
-        &self,
-        conn: &RawConnection,
-        stream: &mut FFI_ArrowArrayStream,
-        name: &str,
-        table: &str,
-    ) -> Result<u64, String> {
-        let view = name;
-        let c_view = CString::new(view).map_err(|e| e.to_string())?;
-        // SAFETY: `conn` is open; `stream` is a valid Arrow C stream that
-        // lives until after `conn` is closed. DuckDB's C API copies the
-        // stream struct with a no-op release, so ownership stays here.
-        let state = unsafe {
-            ffi::duckdb_arrow_scan(
-                conn.0,
-                c_view.as_ptr(),
-                std::ptr::from_mut(stream).cast::<ffi::_duckdb_arrow_stream>(),
-            )
-        };
-        if state != ffi::DuckDBSuccess {
-            return Err("DuckDB refused the Arrow stream".into());
-        }
-        conn.execute(&format!("INSERT INTO {table} SELECT * FROM {view}"))
-    }
+/// `name` as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// DuckDB's C handle of a database; closed on drop, after its connections.
@@ -237,6 +229,26 @@ impl RawConnection {
         Ok(RawConnection(conn))
     }
 
+    /// Registers `stream` as the view `arrow_stream` in the current
+    /// database and inserts all of it into `table` (a qualified name).
+    fn insert_stream(&self, stream: &mut FFI_ArrowArrayStream, table: &str) -> Result<u64, String> {
+        // SAFETY: the connection is open; `stream` is a valid Arrow C
+        // stream that the caller keeps alive until after the connection is
+        // closed. DuckDB's C API copies the stream struct with a no-op
+        // release, so ownership stays with the caller.
+        let state = unsafe {
+            ffi::duckdb_arrow_scan(
+                self.0,
+                c"arrow_stream".as_ptr(),
+                std::ptr::from_mut(stream).cast::<ffi::_duckdb_arrow_stream>(),
+            )
+        };
+        if state != ffi::DuckDBSuccess {
+            return Err("DuckDB refused the Arrow stream".into());
+        }
+        self.execute(&format!("INSERT INTO {table} SELECT * FROM arrow_stream"))
+    }
+
     /// Runs one statement; returns the rows it changed, or DuckDB's error.
     fn execute(&self, sql: &str) -> Result<u64, String> {
         let c_sql = CString::new(sql).map_err(|e| e.to_string())?;
@@ -255,9 +267,7 @@ impl RawConnection {
             out
         }
     }
-}
 
-impl RawConnection {
     /// The first column of the first row of `sql`'s result, as text.
     fn query_string(&self, sql: &str) -> Result<String, String> {
         let c_sql = CString::new(sql).map_err(|e| e.to_string())?;
@@ -348,9 +358,9 @@ pub fn create_atomically<T, E: From<DbError>>(
         &tmp_db,
         &[("storage_compatibility_version", STORAGE_COMPATIBILITY)],
     )
-    .map_err(|msg| DbError::DuckDb {
+    .map_err(|message| DbError::DuckDbC {
         what: creating.clone(),
-        source: duckdb::Error::DuckDBFailure(ffi::Error::new(ffi::DuckDBError), Some(msg)),
+        message,
     })?;
     // SAFETY: `raw` is open and, by `NewDb`'s field order, outlives `conn`.
     let conn = unsafe { Connection::open_from_raw(raw.0) }.during(creating)?;

@@ -685,7 +685,7 @@ pub fn ingest(
     let (tx, rx) = sync_channel::<Batches>(2);
     let collector = std::thread::scope(|s| {
         let reader = s.spawn(|| read_windows(&file, bytes, &name, opts, progress, tx));
-        let appended = append_all(conn, rx);
+        let appended = load_evaluations(conn, rx);
         let collected = reader
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -700,7 +700,7 @@ pub fn ingest(
 }
 
 /// Loads `evaluations` from the reader thread's batches, as they come.
-fn append_all(db: &NewDb, rx: Receiver<Batches>) -> Result<(), IngestError> {
+fn load_evaluations(db: &NewDb, rx: Receiver<Batches>) -> Result<(), IngestError> {
     let reader = ChannelReader {
         schema: evaluations_schema(),
         rx,
@@ -914,7 +914,7 @@ fn finish(
     // `models`; a cell whose hash is wrong is removed again below.
     let (mismatches, appended) = std::thread::scope(|s| {
         let checker = s.spawn(|| check_hashes(&checked));
-        let appended = append_models(conn, &checked).and_then(|()| create_keys(conn));
+        let appended = load_models(conn, &checked).and_then(|()| create_keys(conn));
         let mismatches = checker
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -984,7 +984,8 @@ fn finish(
     })
 }
 
-fn append_models(db: &NewDb, cells: &[CheckedCell]) -> Result<(), DbError> {
+/// Loads `models`, one row per checked cell, with one insert.
+fn load_models(db: &NewDb, cells: &[CheckedCell]) -> Result<(), DbError> {
     let batches = cells
         .par_chunks(8192)
         .map(models_batch)
