@@ -121,13 +121,37 @@ impl NewDb {
         table: &str,
         batches: Box<dyn RecordBatchReader + Send>,
     ) -> Result<u64, DbError> {
+        self.loader().insert_arrow(table, batches)
+    }
+
+    /// A handle for [`Loader::insert_arrow`] that other threads may use
+    /// while this connection stays on its own.
+    pub fn loader(&self) -> Loader<'_> {
+        Loader { raw: &self.raw }
+    }
+}
+
+/// Bulk loads into a [`NewDb`] from any thread: each load runs on a
+/// connection of its own.
+#[derive(Clone, Copy)]
+pub struct Loader<'a> {
+    raw: &'a RawDatabase,
+}
+
+impl Loader<'_> {
+    /// [`NewDb::insert_arrow`], from any thread.
+    pub fn insert_arrow(
+        &self,
+        table: &str,
+        batches: Box<dyn RecordBatchReader + Send>,
+    ) -> Result<u64, DbError> {
         let fail = |message: String| DbError::DuckDbC {
             what: format!("loading {table}"),
             message,
         };
         // Declared before the connection: outlives every use DuckDB makes.
         let mut stream = FFI_ArrowArrayStream::new(batches);
-        let conn = RawConnection::connect(&self.raw).map_err(fail)?;
+        let conn = RawConnection::connect(self.raw).map_err(fail)?;
         // The C API creates the scan as a view in the connection's current
         // database; a view over a stream cannot be stored in a file, so it
         // goes into an in-memory database attached for the load.

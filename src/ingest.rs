@@ -30,7 +30,8 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::db::{
-    DbError, DuckDbContext, NewDb, copy_to_parquet, create_keys, create_schema, create_views,
+    DbError, DuckDbContext, Loader, NewDb, copy_to_parquet, create_keys, create_schema,
+    create_views,
 };
 use crate::export::{list_item, list_of};
 use crate::generate::Progress;
@@ -683,24 +684,53 @@ pub fn ingest(
     progress.start_bytes("reading records", bytes);
 
     let (tx, rx) = sync_channel::<Batches>(2);
-    let collector = std::thread::scope(|s| {
+    let loader = conn.loader();
+    std::thread::scope(|s| {
+        // `evaluations` loads on a thread of its own for the whole file.
+        let evaluations = s.spawn(move || load_evaluations(loader, rx));
         let reader = s.spawn(|| read_windows(&file, bytes, &name, opts, progress, tx));
-        let appended = load_evaluations(conn, rx);
         let collected = reader
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        // A reader error explains an append stopped by a closed channel.
-        let collector = collected?;
-        appended?;
-        Ok::<_, IngestError>(collector)
-    })?;
-
-    trace("records decoded and appended", start);
-    finish(conn, collector, &name, opts, bytes, start, progress)
+        let load_done = evaluations.is_finished();
+        let wait = move || {
+            evaluations
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        };
+        // A reader error explains a load stopped by a closed channel.
+        let collector = match collected {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = wait();
+                return Err(e);
+            }
+        };
+        trace("records decoded", start);
+        if load_done {
+            // Ended before the reader: the load failed (or the file is
+            // tiny); either way there is nothing left to overlap.
+            wait()?;
+            finish(
+                conn,
+                collector,
+                || Ok(()),
+                &name,
+                opts,
+                bytes,
+                start,
+                progress,
+            )
+        } else {
+            // The cells are checked and `models` loads while `evaluations`
+            // takes in the last windows.
+            finish(conn, collector, wait, &name, opts, bytes, start, progress)
+        }
+    })
 }
 
 /// Loads `evaluations` from the reader thread's batches, as they come.
-fn load_evaluations(db: &NewDb, rx: Receiver<Batches>) -> Result<(), IngestError> {
+fn load_evaluations(db: Loader<'_>, rx: Receiver<Batches>) -> Result<(), IngestError> {
     let reader = ChannelReader {
         schema: evaluations_schema(),
         rx,
@@ -832,10 +862,13 @@ fn read_windows(
     Ok(c)
 }
 
-/// Checks the cells, loads `models`, reports anomalies, creates the views.
+/// Checks the cells, loads `models`, waits for `evaluations` to be loaded
+/// (`wait_evaluations`), reports anomalies, creates the views.
+#[allow(clippy::too_many_arguments)]
 fn finish(
     conn: &NewDb,
     c: Collector,
+    wait_evaluations: impl FnOnce() -> Result<(), IngestError>,
     name: &str,
     opts: &IngestOptions,
     bytes: u64,
@@ -920,6 +953,8 @@ fn finish(
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         (mismatches, appended)
     });
+    wait_evaluations()?;
+    trace("evaluations loaded", start);
     appended?;
     progress.advance(checked.len() as u64);
     if let Some((i, computed)) = mismatches.first() {
