@@ -275,43 +275,48 @@ impl RawConnection {
 
     /// Runs one statement; returns the rows it changed, or DuckDB's error.
     fn execute(&self, sql: &str) -> Result<u64, String> {
-        let c_sql = CString::new(sql).map_err(|e| e.to_string())?;
-        // SAFETY: an all-zero result is the documented initial state.
-        let mut result: ffi::duckdb_result = unsafe { std::mem::zeroed() };
-        // SAFETY: open connection, NUL-terminated SQL, valid out-pointer;
-        // the result is destroyed below whatever the state.
-        unsafe {
-            let state = ffi::duckdb_query(self.0, c_sql.as_ptr(), &mut result);
-            let out = if state == ffi::DuckDBSuccess {
-                Ok(ffi::duckdb_rows_changed(&mut result))
-            } else {
-                Err(result_error(&mut result))
-            };
-            ffi::duckdb_destroy_result(&mut result);
-            out
-        }
+        // SAFETY: `read` gets the live result of a successful query.
+        self.query(sql, |result| {
+            Ok(unsafe { ffi::duckdb_rows_changed(result) })
+        })
     }
 
     /// The first column of the first row of `sql`'s result, as text.
     fn query_string(&self, sql: &str) -> Result<String, String> {
+        self.query(sql, |result| {
+            // SAFETY: `result` is the live result of a successful query;
+            // the value is read only if a row exists, and freed by
+            // `take_message`.
+            unsafe {
+                if ffi::duckdb_row_count(result) == 0 {
+                    return Err(format!("{sql}: no rows"));
+                }
+                Ok(take_message(ffi::duckdb_value_varchar(result, 0, 0), ""))
+            }
+        })
+    }
+
+    /// Runs `sql` and gives its result to `read` if it succeeded; the
+    /// result is destroyed either way.
+    fn query<T>(
+        &self,
+        sql: &str,
+        read: impl FnOnce(&mut ffi::duckdb_result) -> Result<T, String>,
+    ) -> Result<T, String> {
         let c_sql = CString::new(sql).map_err(|e| e.to_string())?;
         // SAFETY: an all-zero result is the documented initial state.
         let mut result: ffi::duckdb_result = unsafe { std::mem::zeroed() };
-        // SAFETY: open connection, NUL-terminated SQL, valid out-pointer;
-        // the value string is freed and the result destroyed below.
-        unsafe {
-            let out = if ffi::duckdb_query(self.0, c_sql.as_ptr(), &mut result)
-                == ffi::DuckDBSuccess
-                && ffi::duckdb_row_count(&mut result) > 0
-            {
-                let v = ffi::duckdb_value_varchar(&mut result, 0, 0);
-                Ok(take_message(v, ""))
-            } else {
-                Err(result_error(&mut result))
-            };
-            ffi::duckdb_destroy_result(&mut result);
-            out
-        }
+        // SAFETY: open connection, NUL-terminated SQL, valid out-pointer.
+        let state = unsafe { ffi::duckdb_query(self.0, c_sql.as_ptr(), &mut result) };
+        let out = if state == ffi::DuckDBSuccess {
+            read(&mut result)
+        } else {
+            // SAFETY: the live result of a failed query.
+            Err(unsafe { result_error(&mut result) })
+        };
+        // SAFETY: filled by `duckdb_query` (even on failure), destroyed once.
+        unsafe { ffi::duckdb_destroy_result(&mut result) };
+        out
     }
 }
 
