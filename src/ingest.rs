@@ -2,12 +2,15 @@
 //!
 //! The file is mapped a window at a time (so resident memory stays small
 //! however large the file), its frames are found by [`scan`], and the
-//! records of a window are decoded on every core. A short sequential pass
-//! numbers the repeats in file order and collects the unique cells; Arrow
-//! record batches are then built in parallel and streamed into one DuckDB
-//! insert (an Arrow scan, see [`NewDb::insert_arrow`]) running on another
-//! thread while the next window decodes. At the end every unique cell's
-//! hash is recomputed from its stored matrix and ops.
+//! records of a window are decoded on every core, a chunk of records per
+//! task, straight into the Arrow columns of one record batch (one reused
+//! `ModelMetrics` per chunk, so a release record costs no allocation). A
+//! short sequential pass then numbers the repeats in file order (the only
+//! column that needs it) and collects the unique cells, and the batches are
+//! streamed into one DuckDB insert (an Arrow scan, see
+//! [`NewDb::insert_arrow`]) running on another thread while the next window
+//! decodes. At the end every unique cell's hash is recomputed from its
+//! stored matrix and ops.
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
@@ -19,7 +22,8 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    ArrayBuilder, ArrayRef, Float64Builder, Int32Array, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder,
 };
 use arrow::array::{RecordBatchIterator, RecordBatchReader};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -35,10 +39,10 @@ use crate::db::{
 };
 use crate::export::{list_item, list_of};
 use crate::generate::Progress;
-use crate::graph::{Matrix, ModelHash};
+use crate::graph::{Matrix, ModelHash, hex32};
 use crate::lanes::{BatchScratch, LANES, hash_batch};
 use crate::ops::CANONICAL_OPS;
-use crate::record::{ModelMetrics, RecordError, decode};
+use crate::record::{ModelMetrics, RecordError, decode_into};
 use crate::spec::{Domain, ModelSpec};
 use crate::tfrecord::{FOOTER_LEN, Frame, FramingError, HEADER_LEN, resync, scan};
 
@@ -181,18 +185,19 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// One decoded record, borrowing its strings from the mapped file.
+/// One decoded record's run, borrowing its strings from the mapped file;
+/// its evaluations are already in its chunk's columns.
 struct Run<'a> {
     index: u64,
     offset: u64,
     key: u128,
-    hash: Cow<'a, str>,
     epochs: i32,
     adjacency: Cow<'a, str>,
     operations: Cow<'a, str>,
-    metrics: ModelMetrics,
+    params: Option<i32>,
+    /// Rows of `evaluations` (evaluation points).
+    points: u32,
     synthetic: bool,
-    repeat: i32,
 }
 
 /// A bad record, before the file name is attached.
@@ -309,41 +314,48 @@ impl Collector {
         }
     }
 
-    /// Numbers the run's repeat and records its cell.
-    fn admit(&mut self, run: &mut Run<'_>) {
+    /// Counts the run, records its cell and returns its repeat number.
+    fn admit(&mut self, run: &Run<'_>) -> u32 {
         if self.budgets.insert(run.epochs) {
             self.budget_order.push(run.epochs);
         }
         self.runs += 1;
-        self.evaluations += run.metrics.evaluation_data.len() as u64;
+        self.evaluations += u64::from(run.points);
         self.synthetic_runs += u64::from(run.synthetic);
-        if run.metrics.evaluation_data.len() != 3 {
+        if run.points != 3 {
             self.anomalies.runs_without_three_points += 1;
         }
-        let params = run.metrics.trainable_parameters;
         let cell = match self.cells.entry(run.key) {
             Entry::Occupied(o) => {
                 let c = o.into_mut();
                 if c.adjacency != run.adjacency
                     || c.operations != run.operations
-                    || c.params != params
+                    || c.params != run.params
                 {
                     self.anomalies.inconsistent_records += 1;
                 }
                 c
             }
             Entry::Vacant(v) => v.insert(CellEntry {
-                hash: run.hash.to_string(),
+                hash: key_hex(run.key),
                 adjacency: run.adjacency.to_string(),
                 operations: run.operations.to_string(),
-                params,
+                params: run.params,
                 index: run.index,
                 offset: run.offset,
                 repeats: Repeats::default(),
             }),
         };
-        run.repeat = cell.repeats.next(run.epochs) as i32;
+        cell.repeats.next(run.epochs)
     }
+}
+
+/// The stored hash a [`hash_key`] came from.
+fn key_hex(key: u128) -> String {
+    hex32(&key.to_be_bytes())
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
 }
 
 /// Parses the 32 lowercase hex digits of a stored hash.
@@ -358,8 +370,14 @@ fn hash_key(h: &str) -> Option<u128> {
     u128::from_str_radix(h, 16).ok()
 }
 
-/// Decodes and checks one record.
-fn decode_run<'a>(buf: &'a [u8], frame: &Frame, index: u64, offset: u64) -> Result<Run<'a>, Bad> {
+/// Decodes and checks one record into `metrics`; returns its run and hash.
+fn decode_run<'a>(
+    buf: &'a [u8],
+    frame: &Frame,
+    index: u64,
+    offset: u64,
+    metrics: &mut ModelMetrics,
+) -> Result<(Run<'a>, Cow<'a, str>), Bad> {
     let bad = |reason: String| Bad {
         index,
         offset,
@@ -369,7 +387,7 @@ fn decode_run<'a>(buf: &'a [u8], frame: &Frame, index: u64, offset: u64) -> Resu
     let data = frame
         .check(buf)
         .map_err(|e| framing_bad(e.rebase(index - frame.index, offset - frame.offset)))?;
-    let r = decode(data).map_err(|e: RecordError| bad(e.to_string()))?;
+    let r = decode_into(data, metrics).map_err(|e: RecordError| bad(e.to_string()))?;
     let key = hash_key(&r.hash).ok_or_else(|| {
         bad(format!(
             "module hash {:?} is not 32 lowercase hex digits",
@@ -385,23 +403,99 @@ fn decode_run<'a>(buf: &'a [u8], frame: &Frame, index: u64, offset: u64) -> Resu
                 r.epochs
             ))
         })?;
-    let synthetic = r.metrics.evaluation_data.iter().any(|e| {
+    let synthetic = metrics.evaluation_data.iter().any(|e| {
         e.checkpoint_path
             .as_deref()
             .is_some_and(|p| p.starts_with(SYNTHETIC_CHECKPOINT_PREFIX))
     });
-    Ok(Run {
+    let run = Run {
         index,
         offset,
         key,
-        hash: r.hash,
         epochs,
         adjacency: r.adjacency,
         operations: r.operations,
-        metrics: r.metrics,
+        params: metrics.trainable_parameters,
+        points: metrics.evaluation_data.len() as u32,
         synthetic,
-        repeat: 0,
-    })
+    };
+    Ok((run, r.hash))
+}
+
+/// A chunk of a window's records, decoded on one worker: their
+/// `evaluations` rows as Arrow columns, all but `repeat` (numbered later,
+/// in file order), and each record's run or why it is bad.
+struct Chunk<'a> {
+    /// The columns of [`evaluations_schema`] without `repeat`.
+    columns: Vec<ArrayRef>,
+    rows: usize,
+    records: Vec<Result<Run<'a>, Bad>>,
+}
+
+/// Index of `repeat` in [`evaluations_schema`].
+const REPEAT_COLUMN: usize = 2;
+
+/// Decodes `frames` (of the window `buf` at file offset `pos`, whose first
+/// record is number `base_index`) straight into Arrow builders.
+fn decode_chunk<'a>(buf: &'a [u8], frames: &[Frame], base_index: u64, pos: u64) -> Chunk<'a> {
+    let rows = frames.len() * 3;
+    let mut hash = StringBuilder::with_capacity(rows, rows * 32);
+    let mut epochs = Int32Builder::with_capacity(rows);
+    let mut point = Int32Builder::with_capacity(rows);
+    let mut f: [Float64Builder; 5] = std::array::from_fn(|_| Float64Builder::with_capacity(rows));
+    let mut ckpt = StringBuilder::with_capacity(rows, rows * 16);
+    let mut total = Float64Builder::with_capacity(rows);
+    let mut source = StringBuilder::with_capacity(rows, rows * 12);
+    let mut metrics = ModelMetrics::default();
+    let records = frames
+        .iter()
+        .map(|fr| {
+            let (run, h) = decode_run(
+                buf,
+                fr,
+                base_index + fr.index,
+                pos + fr.offset,
+                &mut metrics,
+            )?;
+            let src = if run.synthetic {
+                SYNTHETIC_SOURCE
+            } else {
+                RELEASE_SOURCE
+            };
+            for (p, e) in metrics.evaluation_data.iter().enumerate() {
+                hash.append_value(&h);
+                epochs.append_value(run.epochs);
+                point.append_value(p as i32);
+                f[0].append_option(e.current_epoch);
+                f[1].append_option(e.training_time);
+                f[2].append_option(e.train_accuracy);
+                f[3].append_option(e.validation_accuracy);
+                f[4].append_option(e.test_accuracy);
+                ckpt.append_option(e.checkpoint_path.as_deref());
+                total.append_option(metrics.total_time);
+                source.append_value(src);
+            }
+            Ok(run)
+        })
+        .collect();
+    let [f0, f1, f2, f3, f4] = f.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    Chunk {
+        rows: epochs.len(),
+        columns: vec![
+            Arc::new(hash.finish()),
+            Arc::new(epochs.finish()),
+            Arc::new(point.finish()),
+            f0,
+            f1,
+            f2,
+            f3,
+            f4,
+            Arc::new(ckpt.finish()),
+            Arc::new(total.finish()),
+            Arc::new(source.finish()),
+        ],
+        records,
+    }
 }
 
 /// Schema of the `evaluations` table as Arrow.
@@ -421,57 +515,6 @@ pub fn evaluations_schema() -> Arc<Schema> {
         f64_field("total_time"),
         Field::new("source", DataType::Utf8, false),
     ]))
-}
-
-fn evaluations_batch(runs: &[Run<'_>]) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let rows: usize = runs.iter().map(|r| r.metrics.evaluation_data.len()).sum();
-    let mut hash = StringBuilder::with_capacity(rows, rows * 32);
-    let mut epochs = Int32Builder::with_capacity(rows);
-    let mut repeat = Int32Builder::with_capacity(rows);
-    let mut point = Int32Builder::with_capacity(rows);
-    let mut f: [Float64Builder; 5] = std::array::from_fn(|_| Float64Builder::with_capacity(rows));
-    let mut ckpt = StringBuilder::with_capacity(rows, rows * 16);
-    let mut total = Float64Builder::with_capacity(rows);
-    let mut source = StringBuilder::with_capacity(rows, rows * 12);
-    for r in runs {
-        let src = if r.synthetic {
-            SYNTHETIC_SOURCE
-        } else {
-            RELEASE_SOURCE
-        };
-        for (p, e) in r.metrics.evaluation_data.iter().enumerate() {
-            hash.append_value(&r.hash);
-            epochs.append_value(r.epochs);
-            repeat.append_value(r.repeat);
-            point.append_value(p as i32);
-            f[0].append_option(e.current_epoch);
-            f[1].append_option(e.training_time);
-            f[2].append_option(e.train_accuracy);
-            f[3].append_option(e.validation_accuracy);
-            f[4].append_option(e.test_accuracy);
-            ckpt.append_option(e.checkpoint_path.as_deref());
-            total.append_option(r.metrics.total_time);
-            source.append_value(src);
-        }
-    }
-    let [f0, f1, f2, f3, f4] = f.map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    RecordBatch::try_new(
-        evaluations_schema(),
-        vec![
-            Arc::new(hash.finish()),
-            Arc::new(epochs.finish()),
-            Arc::new(repeat.finish()),
-            Arc::new(point.finish()),
-            f0,
-            f1,
-            f2,
-            f3,
-            f4,
-            Arc::new(ckpt.finish()),
-            Arc::new(total.finish()),
-            Arc::new(source.finish()),
-        ],
-    )
 }
 
 /// Schema of the `models` table as Arrow.
@@ -657,6 +700,9 @@ pub fn trace(stage: &str, start: Instant) {
     }
 }
 
+/// Records decoded into one Arrow batch (on one worker).
+const RECORDS_PER_BATCH: usize = 8192;
+
 /// Records of one window, ready to append.
 type Batches = Vec<RecordBatch>;
 
@@ -777,6 +823,7 @@ fn read_windows(
     tx: std::sync::mpsc::SyncSender<Batches>,
 ) -> Result<Collector, IngestError> {
     let mut c = Collector::default();
+    let schema = evaluations_schema();
     let mut pos = 0u64;
     let mut window = opts.window_bytes.max(1 << 16) as u64;
     while pos < bytes {
@@ -822,21 +869,28 @@ fn read_windows(
             }
         }
 
-        let decoded: Vec<Result<Run<'_>, Bad>> = frames
-            .par_iter()
-            .map(|f| decode_run(&map, f, base_index + f.index, pos + f.offset))
+        let chunks: Vec<Chunk<'_>> = frames
+            .par_chunks(RECORDS_PER_BATCH)
+            .map(|fs| decode_chunk(&map, fs, base_index, pos))
             .collect();
-        let mut runs = Vec::with_capacity(decoded.len());
-        for d in decoded {
-            c.records += 1;
-            match d {
-                Ok(mut run) => {
-                    c.admit(&mut run);
-                    runs.push(run);
+        let mut batches = Batches::with_capacity(chunks.len());
+        for chunk in chunks {
+            let mut repeat = Vec::with_capacity(chunk.rows);
+            for r in chunk.records {
+                c.records += 1;
+                match r {
+                    Ok(run) => {
+                        let n = c.admit(&run) as i32;
+                        repeat.extend(std::iter::repeat_n(n, run.points as usize));
+                    }
+                    Err(bad) if opts.skip_bad_records => c.skip(&bad),
+                    Err(bad) => return Err(bad.into_error(name)),
                 }
-                Err(bad) if opts.skip_bad_records => c.skip(&bad),
-                Err(bad) => return Err(bad.into_error(name)),
             }
+            let mut columns = chunk.columns;
+            columns.insert(REPEAT_COLUMN, Arc::new(Int32Array::from(repeat)));
+            batches
+                .push(RecordBatch::try_new(schema.clone(), columns).map_err(DbError::from_arrow)?);
         }
         if let Some(bad) = bad_frame {
             if !opts.skip_bad_records {
@@ -845,13 +899,6 @@ fn read_windows(
             c.records += 1;
             c.skip(&bad);
         }
-        // Each chunk of runs is built into a batch and freed on a worker.
-        let batches: Batches = runs
-            .into_par_iter()
-            .chunks(8192)
-            .map(|chunk| evaluations_batch(&chunk))
-            .collect::<Result<_, _>>()
-            .map_err(DbError::from_arrow)?;
         if tx.send(batches).is_err() {
             // The insert stopped; its error is reported.
             return Ok(c);

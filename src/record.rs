@@ -57,23 +57,59 @@ pub struct Record<'a> {
 
 /// Decodes one record's data (the TFRecord payload).
 pub fn decode(data: &[u8]) -> Result<Record<'_>, RecordError> {
-    let Row(hash, epochs, adjacency, operations, metrics) = serde_json::from_slice(data)?;
-    // Release metrics are a few hundred bytes: decode them on the stack.
-    let engine = &base64::engine::general_purpose::STANDARD;
-    let mut stack = [0u8; 1024];
-    let metrics = match engine.decode_slice(metrics.as_bytes(), &mut stack) {
-        Ok(n) => ModelMetrics::decode(&stack[..n])?,
-        Err(DecodeSliceError::OutputSliceTooSmall) => {
-            ModelMetrics::decode(engine.decode(metrics.as_bytes())?.as_slice())?
-        }
-        Err(DecodeSliceError::DecodeError(e)) => return Err(e.into()),
-    };
+    let mut metrics = ModelMetrics::default();
+    let Head {
+        hash,
+        epochs,
+        adjacency,
+        operations,
+    } = decode_into(data, &mut metrics)?;
     Ok(Record {
         hash,
         epochs,
         adjacency,
         operations,
         metrics,
+    })
+}
+
+/// A record's fields other than its metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head<'a> {
+    /// The module hash (the dataset key).
+    pub hash: Cow<'a, str>,
+    /// The training budget in epochs.
+    pub epochs: i64,
+    /// Row-major `0`/`1` adjacency string.
+    pub adjacency: Cow<'a, str>,
+    /// Comma-joined op names.
+    pub operations: Cow<'a, str>,
+}
+
+/// [`decode`] into a caller's `metrics`, which is cleared first and keeps
+/// its allocations: a loop over records that reuses one `ModelMetrics`
+/// allocates nothing for records without checkpoint paths.
+pub fn decode_into<'a>(
+    data: &'a [u8],
+    metrics: &mut ModelMetrics,
+) -> Result<Head<'a>, RecordError> {
+    let Row(hash, epochs, adjacency, operations, raw) = serde_json::from_slice(data)?;
+    metrics.clear();
+    // Release metrics are a few hundred bytes: decode them on the stack.
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut stack = [0u8; 1024];
+    match engine.decode_slice(raw.as_bytes(), &mut stack) {
+        Ok(n) => metrics.merge(&stack[..n])?,
+        Err(DecodeSliceError::OutputSliceTooSmall) => {
+            metrics.merge(engine.decode(raw.as_bytes())?.as_slice())?
+        }
+        Err(DecodeSliceError::DecodeError(e)) => return Err(e.into()),
+    }
+    Ok(Head {
+        hash,
+        epochs,
+        adjacency,
+        operations,
     })
 }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use common::REAL_CELLS;
-use nasbench::record::{EvaluationData, ModelMetrics, RecordError, decode, encode};
+use nasbench::record::{EvaluationData, ModelMetrics, RecordError, decode, decode_into, encode};
 use nasbench::tfrecord::scan;
 
 const SAMPLE: &[u8] = include_bytes!("fixtures/nasbench_real_sample.tfrecord");
@@ -81,6 +81,45 @@ fn encode_decode_round_trip() {
     assert_eq!(r.hash, "00112233445566778899aabbccddeeff");
     assert_eq!(r.epochs, 4);
     assert_eq!(r.metrics, metrics);
+}
+
+/// One `ModelMetrics` reused across records (as ingest does) holds exactly
+/// what a fresh decode gives: nothing of an earlier record survives, fields
+/// absent from the later one included.
+#[test]
+fn decode_into_a_reused_message_forgets_the_previous_record() {
+    let full = ModelMetrics {
+        evaluation_data: (0..3)
+            .map(|p| EvaluationData {
+                current_epoch: Some(f64::from(p)),
+                training_time: Some(10.0 * f64::from(p)),
+                train_accuracy: Some(0.5),
+                validation_accuracy: Some(0.25),
+                test_accuracy: Some(0.125),
+                checkpoint_path: Some(format!("ckpt-{p}")),
+            })
+            .collect(),
+        trainable_parameters: Some(1234),
+        total_time: Some(99.5),
+    };
+    let sparse = ModelMetrics {
+        evaluation_data: vec![EvaluationData {
+            current_epoch: Some(0.0),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let hash = "00112233445566778899aabbccddeeff";
+    let mut reused = ModelMetrics::default();
+    for m in [&full, &sparse, &ModelMetrics::default(), &full] {
+        let data = encode(hash, 108, "0100", "input,output", m).unwrap();
+        let head = decode_into(&data, &mut reused).unwrap();
+        assert_eq!(&reused, m);
+        assert_eq!(head.hash, hash);
+        assert_eq!(head.epochs, 108);
+        assert_eq!(head.operations, "input,output");
+        assert_eq!(decode(&data).unwrap().metrics, *m);
+    }
 }
 
 #[test]
