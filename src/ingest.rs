@@ -530,14 +530,25 @@ pub fn models_schema() -> Arc<Schema> {
     ]))
 }
 
-/// A unique cell, parsed and with its hash recomputed.
+/// A unique cell, parsed and checked against the search space; its hash is
+/// checked by [`check_hashes`].
 struct CheckedCell {
     entry: CellEntry,
-    matrix: Matrix,
-    ops: Vec<String>,
-    /// The pruned matrix and hash labels, as the hash sees the cell.
-    pruned: Matrix,
+    /// The matrix and ops as stored, and pruned as the hash sees them.
+    spec: ModelSpec,
+    /// Hash labels of the pruned ops.
     labels: Vec<i64>,
+}
+
+impl CheckedCell {
+    fn matrix(&self) -> &Matrix {
+        self.spec.original_matrix()
+    }
+
+    /// The pruned matrix; [`parse_cell`] admits only valid specs.
+    fn pruned(&self) -> &Matrix {
+        self.spec.matrix().unwrap_or_else(|| self.matrix())
+    }
 }
 
 fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -553,20 +564,21 @@ fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, arrow::error::Arro
     let mut params = Int64Builder::new();
     for c in cells {
         hash.append_value(&c.entry.hash);
-        nv.append_value(c.matrix.n() as i32);
-        ne.append_value(c.matrix.num_edges() as i32);
+        let m = c.matrix();
+        nv.append_value(m.n() as i32);
+        ne.append_value(m.num_edges() as i32);
         adj.append_value(&c.entry.adjacency);
-        for i in 0..c.matrix.n() {
-            for j in 0..c.matrix.n() {
+        for i in 0..m.n() {
+            for j in 0..m.n() {
                 matrix
                     .values()
                     .values()
-                    .append_value(i32::from(c.matrix.get(i, j)));
+                    .append_value(i32::from(m.get(i, j)));
             }
             matrix.values().append(true);
         }
         matrix.append(true);
-        for op in &c.ops {
+        for op in c.spec.original_ops() {
             ops.values().append_value(op);
         }
         ops.append(true);
@@ -622,22 +634,15 @@ fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(Cel
     let parsed = (|| {
         let matrix = parse_adjacency(&entry.adjacency)?;
         let ops: Vec<String> = entry.operations.split(',').map(str::to_string).collect();
-        let spec =
-            ModelSpec::from_matrix(matrix.clone(), ops.clone()).map_err(|e| e.to_string())?;
+        let spec = ModelSpec::from_matrix(matrix, ops).map_err(|e| e.to_string())?;
         spec.check(domain).map_err(|e| e.to_string())?;
         let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
-        let pruned = spec
-            .matrix()
-            .cloned()
-            .ok_or("the input does not reach the output")?;
-        Ok::<_, String>((matrix, ops, pruned, labels))
+        Ok::<_, String>((spec, labels))
     })();
     match parsed {
-        Ok((matrix, ops, pruned, labels)) => Ok(CheckedCell {
+        Ok((spec, labels)) => Ok(CheckedCell {
             entry,
-            matrix,
-            ops,
-            pruned,
+            spec,
             labels,
         }),
         Err(e) => Err(Box::new((entry, e))),
@@ -648,11 +653,12 @@ fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(Cel
 /// returns the cells whose stored hash differs, with the computed one.
 fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
     let mut order: Vec<usize> = (0..cells.len()).collect();
-    order.par_sort_unstable_by(|&a, &b| cells[a].pruned.rows().cmp(cells[b].pruned.rows()));
+    order.par_sort_unstable_by(|&a, &b| cells[a].pruned().rows().cmp(cells[b].pruned().rows()));
     let mut groups: Vec<&[usize]> = Vec::new();
     let mut start = 0;
     for k in 1..=order.len() {
-        let end_of_shape = k == order.len() || cells[order[k]].pruned != cells[order[start]].pruned;
+        let end_of_shape =
+            k == order.len() || cells[order[k]].pruned() != cells[order[start]].pruned();
         if end_of_shape || k - start == LANES {
             groups.push(&order[start..k]);
             start = k;
@@ -661,7 +667,7 @@ fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
     groups
         .par_iter()
         .map_init(BatchScratch::default, |scratch, group| {
-            let rows = cells[group[0]].pruned.rows();
+            let rows = cells[group[0]].pruned().rows();
             let labels: Vec<&[i64]> = group.iter().map(|&i| cells[i].labels.as_slice()).collect();
             let hashes = hash_batch(rows, &labels, scratch);
             group
