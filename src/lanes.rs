@@ -349,12 +349,21 @@ mod x16 {
             // SAFETY: AVX-512F, as this function.
             unsafe { compress16(&mut state, &m) };
         }
-        let words: [[u32; 16]; 4] = state.map(|s| {
-            let mut w = [0u32; 16];
-            // SAFETY: `w` is 64 writable bytes; the store is unaligned.
-            unsafe { _mm512_storeu_si512(w.as_mut_ptr().cast(), s) };
-            w
-        });
+        // SAFETY: AVX-512F, as this function.
+        unsafe { digests(state) }
+    }
+
+    /// Every lane's 16-byte digest from the four state registers.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn digests(state: [__m512i; 4]) -> [[u8; 16]; LANES] {
+        let mut words = [[0u32; LANES]; 4];
+        for (out, x) in words.iter_mut().zip(state) {
+            // SAFETY: `out` is 16 writable u32s; the store is unaligned.
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), x) };
+        }
         std::array::from_fn(|l| {
             let mut out = [0u8; 16];
             for (k, w) in words.iter().enumerate() {
@@ -630,19 +639,8 @@ mod x16 {
         let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
         sorted(&mut w, &hex[..n], &before, all, (b"'", b", ", b"'"));
         w.byte(b']');
-        let d = w.digest();
-        let mut words = [[0u32; LANES]; 4];
-        for (out, x) in words.iter_mut().zip(d) {
-            // SAFETY: `out` is 16 writable u32s; the store is unaligned.
-            unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), x) };
-        }
-        std::array::from_fn(|l| {
-            let mut out = [0u8; 16];
-            for (k, w) in words.iter().enumerate() {
-                out[4 * k..4 * k + 4].copy_from_slice(&w[l].to_le_bytes());
-            }
-            out
-        })
+        // SAFETY: AVX-512F, as this function.
+        unsafe { digests(w.digest()) }
     }
 }
 

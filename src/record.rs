@@ -39,9 +39,10 @@ struct Row<'a>(
     #[serde(borrow)] Cow<'a, str>,
 );
 
-/// A decoded record.
+/// A decoded record; [`decode_into`] gives one without its metrics
+/// (`M = ()`), which it decodes into the caller's message.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record<'a> {
+pub struct Record<'a, M = ModelMetrics> {
     /// The module hash (the dataset key).
     pub hash: Cow<'a, str>,
     /// The training budget in epochs (4, 12, 36, 108).
@@ -52,38 +53,20 @@ pub struct Record<'a> {
     pub operations: Cow<'a, str>,
     /// The run's metrics: `evaluation_data` (`[0]` step 0, `[1]` halfway, `[2]` end),
     /// trainable_parameters, total_time. Absent proto2 fields are `None`.
-    pub metrics: ModelMetrics,
+    pub metrics: M,
 }
 
 /// Decodes one record's data (the TFRecord payload).
 pub fn decode(data: &[u8]) -> Result<Record<'_>, RecordError> {
     let mut metrics = ModelMetrics::default();
-    let Head {
-        hash,
-        epochs,
-        adjacency,
-        operations,
-    } = decode_into(data, &mut metrics)?;
+    let r = decode_into(data, &mut metrics)?;
     Ok(Record {
-        hash,
-        epochs,
-        adjacency,
-        operations,
+        hash: r.hash,
+        epochs: r.epochs,
+        adjacency: r.adjacency,
+        operations: r.operations,
         metrics,
     })
-}
-
-/// A record's fields other than its metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Head<'a> {
-    /// The module hash (the dataset key).
-    pub hash: Cow<'a, str>,
-    /// The training budget in epochs.
-    pub epochs: i64,
-    /// Row-major `0`/`1` adjacency string.
-    pub adjacency: Cow<'a, str>,
-    /// Comma-joined op names.
-    pub operations: Cow<'a, str>,
 }
 
 /// [`decode`] into a caller's `metrics`, which is cleared first and keeps
@@ -92,7 +75,7 @@ pub struct Head<'a> {
 pub fn decode_into<'a>(
     data: &'a [u8],
     metrics: &mut ModelMetrics,
-) -> Result<Head<'a>, RecordError> {
+) -> Result<Record<'a, ()>, RecordError> {
     let Row(hash, epochs, adjacency, operations, raw) = serde_json::from_slice(data)?;
     metrics.clear();
     // Release metrics are a few hundred bytes: decode them on the stack.
@@ -105,11 +88,12 @@ pub fn decode_into<'a>(
         }
         Err(DecodeSliceError::DecodeError(e)) => return Err(e.into()),
     }
-    Ok(Head {
+    Ok(Record {
         hash,
         epochs,
         adjacency,
         operations,
+        metrics: (),
     })
 }
 
