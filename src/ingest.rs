@@ -531,24 +531,15 @@ pub fn models_schema() -> Arc<Schema> {
 }
 
 /// A unique cell, parsed and checked against the search space; its hash is
-/// checked by [`check_hashes`].
+/// checked by [`check_hashes`]. (Its ops stay in `entry.operations`: the
+/// 423,624 cells' op names as `String`s would be ~250 MB more at the peak.)
 struct CheckedCell {
     entry: CellEntry,
-    /// The matrix and ops as stored, and pruned as the hash sees them.
-    spec: ModelSpec,
-    /// Hash labels of the pruned ops.
+    /// The matrix as stored.
+    matrix: Matrix,
+    /// The pruned matrix and hash labels, as the hash sees the cell.
+    pruned: Matrix,
     labels: Vec<i64>,
-}
-
-impl CheckedCell {
-    fn matrix(&self) -> &Matrix {
-        self.spec.original_matrix()
-    }
-
-    /// The pruned matrix; [`parse_cell`] admits only valid specs.
-    fn pruned(&self) -> &Matrix {
-        self.spec.matrix().unwrap_or_else(|| self.matrix())
-    }
 }
 
 fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -564,7 +555,7 @@ fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, arrow::error::Arro
     let mut params = Int64Builder::new();
     for c in cells {
         hash.append_value(&c.entry.hash);
-        let m = c.matrix();
+        let m = &c.matrix;
         nv.append_value(m.n() as i32);
         ne.append_value(m.num_edges() as i32);
         adj.append_value(&c.entry.adjacency);
@@ -578,7 +569,7 @@ fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, arrow::error::Arro
             matrix.values().append(true);
         }
         matrix.append(true);
-        for op in c.spec.original_ops() {
+        for op in c.entry.operations.split(',') {
             ops.values().append_value(op);
         }
         ops.append(true);
@@ -637,12 +628,16 @@ fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(Cel
         let spec = ModelSpec::from_matrix(matrix, ops).map_err(|e| e.to_string())?;
         spec.check(domain).map_err(|e| e.to_string())?;
         let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
-        Ok::<_, String>((spec, labels))
+        match spec.into_matrices() {
+            (matrix, Some(pruned)) => Ok((matrix, pruned, labels)),
+            (_, None) => Err("the input does not reach the output".to_string()),
+        }
     })();
     match parsed {
-        Ok((spec, labels)) => Ok(CheckedCell {
+        Ok((matrix, pruned, labels)) => Ok(CheckedCell {
             entry,
-            spec,
+            matrix,
+            pruned,
             labels,
         }),
         Err(e) => Err(Box::new((entry, e))),
@@ -653,12 +648,11 @@ fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(Cel
 /// returns the cells whose stored hash differs, with the computed one.
 fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
     let mut order: Vec<usize> = (0..cells.len()).collect();
-    order.par_sort_unstable_by(|&a, &b| cells[a].pruned().rows().cmp(cells[b].pruned().rows()));
+    order.par_sort_unstable_by(|&a, &b| cells[a].pruned.rows().cmp(cells[b].pruned.rows()));
     let mut groups: Vec<&[usize]> = Vec::new();
     let mut start = 0;
     for k in 1..=order.len() {
-        let end_of_shape =
-            k == order.len() || cells[order[k]].pruned() != cells[order[start]].pruned();
+        let end_of_shape = k == order.len() || cells[order[k]].pruned != cells[order[start]].pruned;
         if end_of_shape || k - start == LANES {
             groups.push(&order[start..k]);
             start = k;
@@ -667,7 +661,7 @@ fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
     groups
         .par_iter()
         .map_init(BatchScratch::default, |scratch, group| {
-            let rows = cells[group[0]].pruned().rows();
+            let rows = cells[group[0]].pruned.rows();
             let labels: Vec<&[i64]> = group.iter().map(|&i| cells[i].labels.as_slice()).collect();
             let hashes = hash_batch(rows, &labels, scratch);
             group

@@ -162,6 +162,12 @@ impl ModelSpec {
         })
     }
 
+    /// The matrix as given and the pruned matrix (`None` for an invalid
+    /// spec), dropping the ops.
+    pub fn into_matrices(self) -> (Matrix, Option<Matrix>) {
+        (self.original_matrix, self.pruned.map(|(m, _)| m))
+    }
+
     /// The matrix as given.
     pub fn original_matrix(&self) -> &Matrix {
         &self.original_matrix
