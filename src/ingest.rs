@@ -22,11 +22,12 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, Float64Builder, Int32Array, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder,
+    Array, ArrayBuilder, ArrayRef, Float64Builder, Int32Array, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder,
 };
 use arrow::array::{RecordBatchIterator, RecordBatchReader};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 use memmap2::MmapOptions;
@@ -542,7 +543,7 @@ struct CheckedCell {
     labels: Vec<i64>,
 }
 
-fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, ArrowError> {
     let mut hash = StringBuilder::new();
     let mut nv = Int32Builder::new();
     let mut ne = Int32Builder::new();
@@ -700,10 +701,11 @@ pub fn trace(stage: &str, start: Instant) {
     }
 }
 
-/// Records decoded into one Arrow batch (on one worker).
+/// Records decoded into one Arrow batch on one worker (a window's batches
+/// are then joined: see [`one_batch`]).
 const RECORDS_PER_BATCH: usize = 8192;
 
-/// Records of one window, ready to append.
+/// The batches of one window, ready to append.
 type Batches = Vec<RecordBatch>;
 
 /// Reads `path` and loads it into `conn`, whose tables must not exist yet:
@@ -795,7 +797,7 @@ struct ChannelReader {
 }
 
 impl Iterator for ChannelReader {
-    type Item = Result<RecordBatch, arrow::error::ArrowError>;
+    type Item = Result<RecordBatch, ArrowError>;
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(b) = self.pending.next() {
@@ -873,7 +875,7 @@ fn read_windows(
             .par_chunks(RECORDS_PER_BATCH)
             .map(|fs| decode_chunk(&map, fs, base_index, pos))
             .collect();
-        let mut batches = Batches::with_capacity(chunks.len());
+        let mut batches = Vec::with_capacity(chunks.len());
         for chunk in chunks {
             let mut repeat = Vec::with_capacity(chunk.rows);
             for r in chunk.records {
@@ -899,6 +901,7 @@ fn read_windows(
             c.records += 1;
             c.skip(&bad);
         }
+        let batches = one_batch(&schema, batches).map_err(DbError::from_arrow)?;
         if tx.send(batches).is_err() {
             // The insert stopped; its error is reported.
             return Ok(c);
@@ -907,6 +910,26 @@ fn read_windows(
         pos += next;
     }
     Ok(c)
+}
+
+/// A window's chunks as one batch, columns concatenated in parallel.
+/// DuckDB's ordered insert collects each batch of fewer than a row group's
+/// 122,880 rows apart and merges them later, copying again; a window's
+/// 450,000-odd rows skip that. Copying the columns here costs less than the
+/// merges did (full-size file: 16 against 18 CPU-s, 8.4-8.7 against 9.5-9.8
+/// s in alternating runs).
+fn one_batch(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Batches, ArrowError> {
+    if batches.len() < 2 {
+        return Ok(batches);
+    }
+    let columns = (0..schema.fields().len())
+        .into_par_iter()
+        .map(|i| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+            arrow::compute::concat(&arrays)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(vec![RecordBatch::try_new(schema.clone(), columns)?])
 }
 
 /// Checks the cells, loads `models`, waits for `evaluations` to be loaded

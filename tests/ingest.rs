@@ -661,3 +661,63 @@ fn the_independent_python_reader_gives_the_committed_values() {
         }
     }
 }
+
+/// (hash, epochs, repeat, point, training_time, validation_accuracy).
+type OrderedRow = (String, i32, i32, i32, Option<f64>, Option<f64>);
+
+/// A window of many records is decoded in chunks on several workers and
+/// joined into one batch: the table still holds every evaluation of every
+/// record in file order, repeats numbered in file order, and each chunk
+/// boundary (8,192 records) is crossed. 20,016 records: the sample cycled.
+#[test]
+fn many_records_load_in_file_order_across_chunks() {
+    let sample = sample_records();
+    let records: Vec<Vec<u8>> = sample.iter().cycle().take(18 * 1112).cloned().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, s) = ingest_bytes(dir.path(), &framed(&records));
+    assert_eq!((s.records, s.runs, s.evaluations), (20_016, 20_016, 60_048));
+
+    // The expected rows, in file order, from the records themselves.
+    let mut seen: BTreeMap<(String, i64), i32> = BTreeMap::new();
+    let mut expect: Vec<OrderedRow> = Vec::new();
+    for data in &records {
+        let r = decode(data).unwrap();
+        let repeat = seen.entry((r.hash.to_string(), r.epochs)).or_insert(0);
+        *repeat += 1;
+        for (p, e) in r.metrics.evaluation_data.iter().enumerate() {
+            expect.push((
+                r.hash.to_string(),
+                r.epochs as i32,
+                *repeat,
+                p as i32,
+                e.training_time,
+                e.validation_accuracy,
+            ));
+        }
+    }
+    let conn = Connection::open(&db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT hash, epochs, repeat, point, training_time, validation_accuracy
+             FROM evaluations ORDER BY rowid",
+        )
+        .unwrap();
+    let got: Vec<OrderedRow> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got.len(), expect.len());
+    for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
+        assert_eq!(g, e, "row {i}");
+    }
+}
