@@ -912,10 +912,14 @@ fn read_windows(
     Ok(c)
 }
 
+/// Rows of a DuckDB row group: an ordered insert collects each Arrow batch
+/// of fewer rows apart and merges them again later.
+const ROW_GROUP_ROWS: usize = 122_880;
+
 /// A window's chunks as one batch, columns concatenated in parallel.
-/// DuckDB's ordered insert collects each batch of fewer than a row group's
-/// 122,880 rows apart and merges them later, copying again; a window's
-/// 450,000-odd rows skip that. Copying the columns here costs less than the
+/// DuckDB's ordered insert collects each batch of fewer than
+/// [`ROW_GROUP_ROWS`] apart and merges them later, copying again; a
+/// window's 450,000-odd rows skip that. Copying the columns here costs less than the
 /// merges did (full-size file: 16 against 18 CPU-s, 8.4-8.7 against 9.5-9.8
 /// s in alternating runs).
 fn one_batch(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Batches, ArrowError> {
@@ -1091,8 +1095,14 @@ fn finish(
 
 /// Loads `models`, one row per checked cell, with one insert.
 fn load_models(db: &NewDb, cells: &[CheckedCell]) -> Result<(), DbError> {
+    // One batch per worker, each at least a DuckDB row group (see
+    // `one_batch`).
+    let per_batch = cells
+        .len()
+        .div_ceil(rayon::current_num_threads())
+        .max(ROW_GROUP_ROWS);
     let batches = cells
-        .par_chunks(8192)
+        .par_chunks(per_batch.max(1))
         .map(models_batch)
         .collect::<Result<Vec<_>, _>>()
         .map_err(DbError::from_arrow)?;
