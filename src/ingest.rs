@@ -916,12 +916,10 @@ fn read_windows(
 /// of fewer rows apart and merges them again later.
 const ROW_GROUP_ROWS: usize = 122_880;
 
-/// A window's chunks as one batch, columns concatenated in parallel.
-/// DuckDB's ordered insert collects each batch of fewer than
-/// [`ROW_GROUP_ROWS`] apart and merges them later, copying again; a
-/// window's 450,000-odd rows skip that. Copying the columns here costs less than the
-/// merges did (full-size file: 16 against 18 CPU-s, 8.4-8.7 against 9.5-9.8
-/// s in alternating runs).
+/// A window's chunks as one batch, columns concatenated in parallel: a
+/// window holds some 450,000 rows, well over [`ROW_GROUP_ROWS`]. Copying
+/// the columns here costs less than DuckDB's merges did (full-size file: 16
+/// against 18 CPU-s, 8.4-8.7 against 9.5-9.8 s in alternating runs).
 fn one_batch(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Batches, ArrowError> {
     if batches.len() < 2 {
         return Ok(batches);
@@ -1102,7 +1100,7 @@ fn load_models(db: &NewDb, cells: &[CheckedCell]) -> Result<(), DbError> {
         .div_ceil(rayon::current_num_threads())
         .max(ROW_GROUP_ROWS);
     let batches = cells
-        .par_chunks(per_batch.max(1))
+        .par_chunks(per_batch)
         .map(models_batch)
         .collect::<Result<Vec<_>, _>>()
         .map_err(DbError::from_arrow)?;
