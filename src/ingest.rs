@@ -532,8 +532,9 @@ pub fn models_schema() -> Arc<Schema> {
 }
 
 /// A unique cell, parsed and checked against the search space; its hash is
-/// checked by [`check_hashes`]. (Its ops stay in `entry.operations`: the
-/// 423,624 cells' op names as `String`s would be ~250 MB more at the peak.)
+/// checked by [`check_hashes`]. (Its ops stay in `entry.operations`: kept
+/// as `String`s, stored and pruned as a `ModelSpec` holds them, they raised
+/// the full-size peak by about 250 MB.)
 struct CheckedCell {
     entry: CellEntry,
     /// The matrix as stored.

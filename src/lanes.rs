@@ -460,11 +460,9 @@ mod x16 {
             self.words[self.len + 1] = _mm512_set1_epi32((bits >> 32) as u32 as i32);
             self.len += 2;
             let mut state = INIT.map(|x| _mm512_set1_epi32(x as i32));
-            for block in self.words[..self.len].chunks_exact(16) {
-                let mut m = [_mm512_setzero_si512(); 16];
-                m.copy_from_slice(block);
+            for block in self.words[..self.len].as_chunks::<16>().0 {
                 // SAFETY: AVX-512F, as this function.
-                unsafe { compress16(&mut state, &m) };
+                unsafe { compress16(&mut state, block) };
             }
             self.len = 0;
             self.acc = _mm512_setzero_si512();
@@ -636,7 +634,7 @@ mod x16 {
         order(&cur[..n], &mut before);
         // Python's str(sorted(hashes)): ['h0', 'h1', ...]
         w.byte(b'[');
-        let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let all = (1u64 << n) - 1;
         sorted(&mut w, &hex[..n], &before, all, (b"'", b", ", b"'"));
         w.byte(b']');
         // SAFETY: AVX-512F, as this function.
