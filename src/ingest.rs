@@ -22,8 +22,8 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, Float64Builder, Int32Array, Int32Builder, Int64Builder,
-    ListBuilder, StringBuilder,
+    ArrayBuilder, ArrayRef, Float64Builder, Int32Array, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder,
 };
 use arrow::array::{RecordBatchIterator, RecordBatchReader};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -42,9 +42,9 @@ use crate::export::{list_item, list_of};
 use crate::generate::Progress;
 use crate::graph::{Matrix, ModelHash, hex32};
 use crate::lanes::{BatchScratch, LANES, hash_batch};
-use crate::ops::CANONICAL_OPS;
+use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
 use crate::record::{ModelMetrics, RecordError, decode_into};
-use crate::spec::{Domain, ModelSpec};
+use crate::spec::{Domain, ModelSpec, kept_vertices};
 use crate::tfrecord::{FOOTER_LEN, Frame, FramingError, HEADER_LEN, resync, scan};
 
 /// `source` of the rows of a release file.
@@ -66,6 +66,9 @@ pub struct IngestOptions {
     pub expected_repeats: u32,
     /// Bytes of the file mapped at once.
     pub window_bytes: usize,
+    /// Records per Arrow batch handed to DuckDB (the default makes a batch
+    /// of three-point runs exactly one DuckDB row group).
+    pub batch_records: usize,
 }
 
 impl Default for IngestOptions {
@@ -74,6 +77,7 @@ impl Default for IngestOptions {
             skip_bad_records: false,
             expected_repeats: 3,
             window_bytes: 64 << 20,
+            batch_records: RECORDS_PER_BATCH,
         }
     }
 }
@@ -245,7 +249,8 @@ fn framing_bad(e: FramingError) -> Bad {
 
 /// The first record seen for a hash: what `models` stores.
 struct CellEntry {
-    hash: String,
+    /// The stored hash, as [`hash_key`] reads it.
+    key: u128,
     adjacency: String,
     operations: String,
     params: Option<i32>,
@@ -253,6 +258,13 @@ struct CellEntry {
     offset: u64,
     /// Runs of this cell so far, per budget.
     repeats: Repeats,
+}
+
+impl CellEntry {
+    /// The stored hash, as stored.
+    fn hash(&self) -> String {
+        key_hex(self.key)
+    }
 }
 
 /// Runs of one cell per budget, in order of first appearance: the release's
@@ -291,6 +303,9 @@ impl Repeats {
             .filter(|&n| n > 0)
     }
 }
+
+/// Cells in the NAS-Bench-101 search space (and in both release files).
+const SEARCH_SPACE_CELLS: u64 = 423_624;
 
 /// State of the sequential pass, carried across windows.
 #[derive(Default)]
@@ -338,7 +353,7 @@ impl Collector {
                 c
             }
             Entry::Vacant(v) => v.insert(CellEntry {
-                hash: key_hex(run.key),
+                key: run.key,
                 adjacency: run.adjacency.to_string(),
                 operations: run.operations.to_string(),
                 params: run.params,
@@ -539,24 +554,43 @@ struct CheckedCell {
     entry: CellEntry,
     /// The matrix as stored.
     matrix: Matrix,
-    /// The pruned matrix and hash labels, as the hash sees the cell.
-    pruned: Matrix,
+    /// The pruned matrix, where pruning changes the stored one.
+    pruned: Option<Matrix>,
+    /// The hash labels of the pruned ops.
     labels: Vec<i64>,
 }
 
+impl CheckedCell {
+    /// The pruned matrix, as the hash sees the cell.
+    fn pruned(&self) -> &Matrix {
+        self.pruned.as_ref().unwrap_or(&self.matrix)
+    }
+}
+
+/// The `models` rows of `cells`, with every buffer allocated once.
 fn models_batch(cells: &[CheckedCell]) -> Result<RecordBatch, ArrowError> {
-    let mut hash = StringBuilder::new();
-    let mut nv = Int32Builder::new();
-    let mut ne = Int32Builder::new();
-    let mut adj = StringBuilder::new();
-    let mut matrix = ListBuilder::new(
-        ListBuilder::new(Int32Builder::new()).with_field(list_item(DataType::Int32)),
+    let rows = cells.len();
+    let vertices: usize = cells.iter().map(|c| c.matrix.n()).sum();
+    let bits: usize = cells.iter().map(|c| c.entry.adjacency.len()).sum();
+    let op_bytes: usize = cells.iter().map(|c| c.entry.operations.len()).sum();
+    let mut hash = StringBuilder::with_capacity(rows, rows * 32);
+    let mut nv = Int32Builder::with_capacity(rows);
+    let mut ne = Int32Builder::with_capacity(rows);
+    let mut adj = StringBuilder::with_capacity(rows, bits);
+    let mut matrix = ListBuilder::with_capacity(
+        ListBuilder::with_capacity(Int32Builder::with_capacity(bits), vertices)
+            .with_field(list_item(DataType::Int32)),
+        rows,
     )
     .with_field(list_item(list_of(DataType::Int32)));
-    let mut ops = ListBuilder::new(StringBuilder::new()).with_field(list_item(DataType::Utf8));
-    let mut params = Int64Builder::new();
+    let mut ops =
+        ListBuilder::with_capacity(StringBuilder::with_capacity(vertices, op_bytes), rows)
+            .with_field(list_item(DataType::Utf8));
+    let mut params = Int64Builder::with_capacity(rows);
     for c in cells {
-        hash.append_value(&c.entry.hash);
+        let hex = hex32(&c.entry.key.to_be_bytes());
+        // Hex digits are ASCII.
+        hash.append_value(std::str::from_utf8(&hex).unwrap_or_default());
         let m = &c.matrix;
         nv.append_value(m.n() as i32);
         ne.append_value(m.num_edges() as i32);
@@ -624,17 +658,19 @@ fn parse_adjacency(bits: &str) -> Result<Matrix, String> {
 /// Parses a unique cell and checks it is a valid cell of the space; the
 /// hash itself is checked in batches by [`check_hashes`].
 fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(CellEntry, String)>> {
-    let parsed = (|| {
-        let matrix = parse_adjacency(&entry.adjacency)?;
+    let parsed = parse_adjacency(&entry.adjacency).and_then(|matrix| {
+        if let Some(labels) = stored_labels(&matrix, &entry.operations, domain) {
+            return Ok((matrix, None, labels));
+        }
         let ops: Vec<String> = entry.operations.split(',').map(str::to_string).collect();
         let spec = ModelSpec::from_matrix(matrix, ops).map_err(|e| e.to_string())?;
         spec.check(domain).map_err(|e| e.to_string())?;
         let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
         match spec.into_matrices() {
-            (matrix, Some(pruned)) => Ok((matrix, pruned, labels)),
+            (matrix, Some(pruned)) => Ok((matrix, Some(pruned), labels)),
             (_, None) => Err("the input does not reach the output".to_string()),
         }
-    })();
+    });
     match parsed {
         Ok((matrix, pruned, labels)) => Ok(CheckedCell {
             entry,
@@ -646,15 +682,44 @@ fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(Cel
     }
 }
 
+/// The hash labels of a cell as the release stores them (already pruned,
+/// inside the domain), found without building a [`ModelSpec`]; `None` for
+/// any other cell, which [`parse_cell`] then takes through `ModelSpec` for
+/// its pruning and its exact error.
+fn stored_labels(matrix: &Matrix, operations: &str, domain: &Domain) -> Option<Vec<i64>> {
+    let n = matrix.n();
+    let all = 1u64.checked_shl(n as u32)?.wrapping_sub(1);
+    if n > domain.max_vertices
+        || !matrix.is_upper_triangular()
+        || kept_vertices(matrix)? != all
+        || matrix.num_edges() > domain.max_edges
+    {
+        return None;
+    }
+    let mut ops = operations.split(',');
+    let mut labels = Vec::with_capacity(n);
+    (ops.next()? == INPUT).then_some(())?;
+    labels.push(INPUT_LABEL);
+    for _ in 1..n - 1 {
+        let op = ops.next()?;
+        domain.available_ops.iter().any(|a| a == op).then_some(())?;
+        labels.push(CANONICAL_OPS.iter().position(|&c| c == op)? as i64);
+    }
+    (ops.next()? == OUTPUT && ops.next().is_none()).then_some(())?;
+    labels.push(OUTPUT_LABEL);
+    Some(labels)
+}
+
 /// Recomputes every cell's hash, [`LANES`] cells of one shape at a time, and
 /// returns the cells whose stored hash differs, with the computed one.
 fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
     let mut order: Vec<usize> = (0..cells.len()).collect();
-    order.par_sort_unstable_by(|&a, &b| cells[a].pruned.rows().cmp(cells[b].pruned.rows()));
+    order.par_sort_unstable_by(|&a, &b| cells[a].pruned().rows().cmp(cells[b].pruned().rows()));
     let mut groups: Vec<&[usize]> = Vec::new();
     let mut start = 0;
     for k in 1..=order.len() {
-        let end_of_shape = k == order.len() || cells[order[k]].pruned != cells[order[start]].pruned;
+        let end_of_shape =
+            k == order.len() || cells[order[k]].pruned() != cells[order[start]].pruned();
         if end_of_shape || k - start == LANES {
             groups.push(&order[start..k]);
             start = k;
@@ -663,13 +728,13 @@ fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
     groups
         .par_iter()
         .map_init(BatchScratch::default, |scratch, group| {
-            let rows = cells[group[0]].pruned.rows();
+            let rows = cells[group[0]].pruned().rows();
             let labels: Vec<&[i64]> = group.iter().map(|&i| cells[i].labels.as_slice()).collect();
             let hashes = hash_batch(rows, &labels, scratch);
             group
                 .iter()
                 .zip(hashes)
-                .filter(|&(&i, h)| h.to_hex() != cells[i].entry.hash)
+                .filter(|&(&i, h)| h.as_u128() != cells[i].entry.key)
                 .map(|(&i, h)| (i, h))
                 .collect::<Vec<_>>()
         })
@@ -702,9 +767,12 @@ pub fn trace(stage: &str, start: Instant) {
     }
 }
 
-/// Records decoded into one Arrow batch on one worker (a window's batches
-/// are then joined: see [`one_batch`]).
-const RECORDS_PER_BATCH: usize = 8192;
+/// Records decoded into one Arrow batch on one worker. The release's runs
+/// have three evaluation points each, so such a batch is exactly one DuckDB
+/// row group, which DuckDB's ordered insert writes as it comes: a batch of
+/// fewer rows is kept apart and merged with its neighbours later, one of
+/// more rows leaves a partial row group behind.
+const RECORDS_PER_BATCH: usize = ROW_GROUP_ROWS / 3;
 
 /// The batches of one window, ready to append.
 type Batches = Vec<RecordBatch>;
@@ -841,11 +909,18 @@ fn read_windows(
                 source,
             },
         )?;
-        let (frames, err) = scan(&map);
+        let (mut frames, err) = scan(&map);
         let base_index = c.records;
         let mut next = frames
             .last()
             .map_or(0, |f| f.offset + f.len + (HEADER_LEN + FOOTER_LEN) as u64);
+        if pos == 0 && next > 0 {
+            // Room for the whole search space at once (or for one cell per
+            // record, if the file looks smaller): growing the table moves
+            // every entry again, and touches new memory each time.
+            let records = (frames.len() as u64).saturating_mul(bytes) / next;
+            c.cells.reserve(records.min(SEARCH_SPACE_CELLS) as usize);
+        }
         let mut bad_frame = None;
         match err {
             None => {}
@@ -872,8 +947,19 @@ fn read_windows(
             }
         }
 
+        let per_batch = opts.batch_records.max(1);
+        if bad_frame.is_none() && !at_eof && frames.len() > per_batch {
+            // Whole batches only: the records after the last one are read
+            // again with the next window, so that every batch but the
+            // file's last holds `batch_records` records.
+            let whole = frames.len() / per_batch * per_batch;
+            frames.truncate(whole);
+            next = frames
+                .last()
+                .map_or(0, |f| f.offset + f.len + (HEADER_LEN + FOOTER_LEN) as u64);
+        }
         let chunks: Vec<Chunk<'_>> = frames
-            .par_chunks(RECORDS_PER_BATCH)
+            .par_chunks(per_batch)
             .map(|fs| decode_chunk(&map, fs, base_index, pos))
             .collect();
         let mut batches = Vec::with_capacity(chunks.len());
@@ -902,7 +988,6 @@ fn read_windows(
             c.records += 1;
             c.skip(&bad);
         }
-        let batches = one_batch(&schema, batches).map_err(DbError::from_arrow)?;
         if tx.send(batches).is_err() {
             // The insert stopped; its error is reported.
             return Ok(c);
@@ -913,27 +998,8 @@ fn read_windows(
     Ok(c)
 }
 
-/// Rows of a DuckDB row group: an ordered insert collects each Arrow batch
-/// of fewer rows apart and merges them again later.
+/// Rows of a DuckDB row group.
 const ROW_GROUP_ROWS: usize = 122_880;
-
-/// A window's chunks as one batch, columns concatenated in parallel: a
-/// window holds some 450,000 rows, well over [`ROW_GROUP_ROWS`]. Copying
-/// the columns here costs less than DuckDB's merges did (full-size file: 16
-/// against 18 CPU-s, 8.4-8.7 against 9.5-9.8 s in alternating runs).
-fn one_batch(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Batches, ArrowError> {
-    if batches.len() < 2 {
-        return Ok(batches);
-    }
-    let columns = (0..schema.fields().len())
-        .into_par_iter()
-        .map(|i| {
-            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
-            arrow::compute::concat(&arrays)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(vec![RecordBatch::try_new(schema.clone(), columns)?])
-}
 
 /// Checks the cells, loads `models`, waits for `evaluations` to be loaded
 /// (`wait_evaluations`), reports anomalies, creates the views.
@@ -1004,14 +1070,14 @@ fn finish(
                     skipped_examples.push(Skipped {
                         index: e.index,
                         offset: e.offset,
-                        reason: format!("cell {}: {reason}", e.hash),
+                        reason: format!("cell {}: {reason}", e.hash()),
                     });
                 }
-                dropped.push(e.hash);
+                dropped.push(e.hash());
             }
             Err(bad) => {
                 let (e, reason) = &*bad;
-                return Err(bad_cell(e, format!("cell {}: {reason}", e.hash)));
+                return Err(bad_cell(e, format!("cell {}: {reason}", e.hash())));
             }
         }
     }
@@ -1037,16 +1103,12 @@ fn finish(
                 e,
                 format!(
                     "stored hash {} is not the hash of its matrix and ops ({computed})",
-                    e.hash
+                    e.hash()
                 ),
             ));
         }
         anomalies.hash_mismatches = mismatches.len() as u64;
-        dropped.extend(
-            mismatches
-                .iter()
-                .map(|(i, _)| checked[*i].entry.hash.clone()),
-        );
+        dropped.extend(mismatches.iter().map(|(i, _)| checked[*i].entry.hash()));
     }
     if !dropped.is_empty() {
         delete_cells(conn, &dropped)?;
@@ -1095,7 +1157,7 @@ fn finish(
 /// Loads `models`, one row per checked cell, with one insert.
 fn load_models(db: &NewDb, cells: &[CheckedCell]) -> Result<(), DbError> {
     // One batch per worker, each at least a DuckDB row group (see
-    // `one_batch`).
+    // `RECORDS_PER_BATCH`).
     let per_batch = cells
         .len()
         .div_ceil(rayon::current_num_threads())
@@ -1142,4 +1204,84 @@ pub fn export_parquet(conn: &Connection, dir: &Path) -> Result<(), DbError> {
         &dir.join("evaluations.parquet"),
     )?;
     copy_to_parquet(conn, "SELECT * FROM ingests", &dir.join("ingests.parquet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SplitMix64;
+
+    /// `parse_cell` through `ModelSpec` only, as it was before the shortcut.
+    fn through_spec(matrix: Matrix, operations: &str) -> Result<(Matrix, Vec<i64>), String> {
+        let ops: Vec<String> = operations.split(',').map(str::to_string).collect();
+        let spec = ModelSpec::from_matrix(matrix, ops).map_err(|e| e.to_string())?;
+        spec.check(&Domain::default()).map_err(|e| e.to_string())?;
+        let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
+        let pruned = spec.matrix().cloned().ok_or("disconnected")?;
+        Ok((pruned, labels))
+    }
+
+    /// Random cells, stored as the release stores them or not (pruning
+    /// needed, ops outside the space, too many vertices or edges, lower
+    /// triangle, ops of the wrong length): wherever the shortcut answers,
+    /// `ModelSpec` accepts the cell unpruned with the same labels.
+    #[test]
+    fn stored_labels_agree_with_model_spec() {
+        let mut rng = SplitMix64::new(11);
+        let names = [
+            INPUT,
+            OUTPUT,
+            "conv3x3-bn-relu",
+            "conv1x1-bn-relu",
+            "maxpool3x3",
+            "conv5x5",
+        ];
+        let domain = Domain::default();
+        let (mut taken, mut declined) = (0, 0);
+        for _ in 0..20_000 {
+            let n = 1 + (rng.next_u64() % 9) as usize;
+            let density = rng.next_u64() % 4;
+            let lower = rng.next_u64().is_multiple_of(50);
+            let mut rows = vec![0u64; n];
+            for (i, row) in rows.iter_mut().enumerate() {
+                for j in 0..n {
+                    if (j > i || (lower && j < i)) && rng.next_u64() % 4 <= density {
+                        *row |= 1 << j;
+                    }
+                }
+            }
+            let matrix = Matrix::from_row_masks(&rows).unwrap();
+            let len = match rng.next_u64() % 20 {
+                0 => n + 1,
+                1 => n.saturating_sub(1),
+                _ => n,
+            };
+            let mut ops: Vec<&str> = (0..len)
+                .map(|_| names[2 + (rng.next_u64() % 3) as usize])
+                .collect();
+            if len > 0 && !rng.next_u64().is_multiple_of(20) {
+                ops[0] = INPUT;
+                ops[len - 1] = OUTPUT;
+            }
+            if len > 2 && rng.next_u64().is_multiple_of(20) {
+                ops[1] = names[(rng.next_u64() % 6) as usize];
+            }
+            let operations = ops.join(",");
+            let slow = through_spec(matrix.clone(), &operations);
+            match stored_labels(&matrix, &operations, &domain) {
+                Some(labels) => {
+                    taken += 1;
+                    assert_eq!(slow, Ok((matrix, labels)), "{rows:?} {operations}");
+                }
+                None => {
+                    declined += 1;
+                    // Declined only where pruning or an error has a say.
+                    if let Ok((pruned, _)) = slow {
+                        assert_ne!(pruned, matrix, "{rows:?} {operations}");
+                    }
+                }
+            }
+        }
+        assert!(taken > 1000 && declined > 1000, "{taken} {declined}");
+    }
 }

@@ -483,6 +483,66 @@ fn a_wrong_stored_hash_is_an_error_naming_the_record() {
     assert_eq!(n, 0);
 }
 
+/// A stored cell that pruning changes (a vertex fed by the input that
+/// feeds nothing): its hash is checked on the pruned cell, and `models`
+/// keeps the matrix as stored.
+#[test]
+fn a_stored_cell_that_prunes_is_hashed_pruned_and_stored_as_is() {
+    let records = sample_records();
+    let r = decode(&records[0]).unwrap();
+    let n = r.adjacency.len().isqrt();
+    let m = n + 1;
+    // Vertices 0..n-1 keep their numbers, the output moves to m - 1, the
+    // new vertex n - 1 gets one edge from the input.
+    let at = |v: usize| if v == n - 1 { m - 1 } else { v };
+    let mut bits = vec![b'0'; m * m];
+    for i in 0..n {
+        for j in 0..n {
+            bits[at(i) * m + at(j)] = r.adjacency.as_bytes()[i * n + j];
+        }
+    }
+    bits[n - 1] = b'1';
+    let adjacency = String::from_utf8(bits).unwrap();
+    let mut ops: Vec<&str> = r.operations.split(',').collect();
+    ops.insert(n - 1, "maxpool3x3");
+    let operations = ops.join(",");
+    let dir = tempfile::tempdir().unwrap();
+
+    let record = encode(&r.hash, r.epochs, &adjacency, &operations, &r.metrics).unwrap();
+    let (db, s) = ingest_bytes(dir.path(), &framed(&[record]));
+    assert_eq!((s.cells, s.anomalies.hash_mismatches), (1, 0));
+    let row: (String, i32, String, String) = Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT hash, num_vertices, adjacency, array_to_string(ops, ',') FROM models",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            r.hash.to_string(),
+            m as i32,
+            adjacency.clone(),
+            operations.clone()
+        )
+    );
+
+    // The unpruned cell's own hash is not the stored one.
+    let other = "0123456789abcdef0123456789abcdef";
+    let record = encode(other, r.epochs, &adjacency, &operations, &r.metrics).unwrap();
+    let (_, res) = ingest_bytes_with(dir.path(), &framed(&[record]), &IngestOptions::default());
+    let e = res.unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "stored hash {other} is not the hash of its matrix and ops ({})",
+            r.hash
+        )),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_cell_outside_the_space_is_an_error_naming_the_record_or_skipped() {
     let mut records = sample_records();
@@ -665,17 +725,17 @@ fn the_independent_python_reader_gives_the_committed_values() {
 /// (hash, epochs, repeat, point, training_time, validation_accuracy).
 type OrderedRow = (String, i32, i32, i32, Option<f64>, Option<f64>);
 
-/// A window of many records is decoded in chunks on several workers and
-/// joined into one batch: the table still holds every evaluation of every
-/// record in file order, repeats numbered in file order, and each chunk
-/// boundary (8,192 records) is crossed. 20,016 records: the sample cycled.
+/// Records are decoded in batches on several workers; a window's records
+/// after its last whole batch are read again with the next window. With
+/// every combination of window and batch size, the table holds every
+/// evaluation of every record in file order, repeats numbered in file
+/// order. 20,016 records: the sample cycled.
 #[test]
 fn many_records_load_in_file_order_across_chunks() {
     let sample = sample_records();
     let records: Vec<Vec<u8>> = sample.iter().cycle().take(18 * 1112).cloned().collect();
     let dir = tempfile::tempdir().unwrap();
-    let (db, s) = ingest_bytes(dir.path(), &framed(&records));
-    assert_eq!((s.records, s.runs, s.evaluations), (20_016, 20_016, 60_048));
+    let bytes = framed(&records);
 
     // The expected rows, in file order, from the records themselves.
     let mut seen: BTreeMap<(String, i64), i32> = BTreeMap::new();
@@ -695,29 +755,41 @@ fn many_records_load_in_file_order_across_chunks() {
             ));
         }
     }
-    let conn = Connection::open(&db).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT hash, epochs, repeat, point, training_time, validation_accuracy
-             FROM evaluations ORDER BY rowid",
-        )
-        .unwrap();
-    let got: Vec<OrderedRow> = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(got.len(), expect.len());
-    for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
-        assert_eq!(g, e, "row {i}");
+    // One batch; 1 MiB windows (about 3,000 records) of 1,000-record
+    // batches; 64 KiB windows (about 190 records) of 7-record batches.
+    for (window_bytes, batch_records) in [(64 << 20, 40_960), (1 << 20, 1000), (1 << 16, 7)] {
+        let opts = IngestOptions {
+            window_bytes,
+            batch_records,
+            ..IngestOptions::default()
+        };
+        let (db, s) = ingest_bytes_with(dir.path(), &bytes, &opts);
+        let s = s.unwrap();
+        assert_eq!((s.records, s.runs, s.evaluations), (20_016, 20_016, 60_048));
+        let conn = Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT hash, epochs, repeat, point, training_time, validation_accuracy
+                 FROM evaluations ORDER BY rowid",
+            )
+            .unwrap();
+        let got: Vec<OrderedRow> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got.len(), expect.len(), "{window_bytes} {batch_records}");
+        for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
+            assert_eq!(g, e, "row {i} ({window_bytes} {batch_records})");
+        }
     }
 }
