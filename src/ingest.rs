@@ -713,8 +713,32 @@ fn stored_labels(matrix: &Matrix, operations: &str, domain: &Domain) -> Option<V
 /// Recomputes every cell's hash, [`LANES`] cells of one shape at a time, and
 /// returns the cells whose stored hash differs, with the computed one.
 fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
-    let mut order: Vec<usize> = (0..cells.len()).collect();
-    order.par_sort_unstable_by(|&a, &b| cells[a].pruned().rows().cmp(cells[b].pruned().rows()));
+    // Cells of one shape must end up side by side; any order of shapes
+    // will do. A shape of up to 7 vertices packs into one `u64` (a byte
+    // per row, the vertex count on top), so most comparisons never touch
+    // the matrices.
+    let packed = |m: &Matrix| {
+        let rows = m.rows();
+        (rows.len() <= 7 && rows.iter().all(|&r| r < 256)).then(|| {
+            rows.iter()
+                .fold(rows.len() as u64, |key, &r| (key << 8) | r)
+        })
+    };
+    let mut keyed: Vec<(u64, usize)> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (packed(c.pruned()).unwrap_or(u64::MAX), i))
+        .collect();
+    keyed.par_sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            if a.0 == u64::MAX {
+                cells[a.1].pruned().rows().cmp(cells[b.1].pruned().rows())
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+    });
+    let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
     let mut groups: Vec<&[usize]> = Vec::new();
     let mut start = 0;
     for k in 1..=order.len() {
@@ -903,12 +927,17 @@ fn read_windows(
         // SAFETY: the mapping is read-only and private to this function; if
         // another process truncates the file meanwhile, reads past its end
         // fault (as for any mmap reader); the release files are static.
-        let map = unsafe { MmapOptions::new().offset(pos).len(len as usize).map(file) }.map_err(
-            |source| IngestError::Io {
-                path: name.to_string(),
-                source,
-            },
-        )?;
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(pos)
+                .len(len as usize)
+                .populate()
+                .map(file)
+        }
+        .map_err(|source| IngestError::Io {
+            path: name.to_string(),
+            source,
+        })?;
         let (mut frames, err) = scan(&map);
         let base_index = c.records;
         let mut next = frames
