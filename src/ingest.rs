@@ -310,7 +310,10 @@ const SEARCH_SPACE_CELLS: u64 = 423_624;
 /// State of the sequential pass, carried across windows.
 #[derive(Default)]
 struct Collector {
-    cells: FxHashMap<u128, CellEntry>,
+    /// Unique cells in order of first appearance (so in record order).
+    cells: Vec<CellEntry>,
+    /// Where each stored hash is in `cells`.
+    positions: FxHashMap<u128, usize>,
     budgets: BTreeSet<i32>,
     budget_order: Vec<i32>,
     records: u64,
@@ -341,9 +344,9 @@ impl Collector {
         if run.points != 3 {
             self.anomalies.runs_without_three_points += 1;
         }
-        let cell = match self.cells.entry(run.key) {
+        let cell = match self.positions.entry(run.key) {
             Entry::Occupied(o) => {
-                let c = o.into_mut();
+                let c = &mut self.cells[*o.get()];
                 if c.adjacency != run.adjacency
                     || c.operations != run.operations
                     || c.params != run.params
@@ -352,15 +355,20 @@ impl Collector {
                 }
                 c
             }
-            Entry::Vacant(v) => v.insert(CellEntry {
-                key: run.key,
-                adjacency: run.adjacency.to_string(),
-                operations: run.operations.to_string(),
-                params: run.params,
-                index: run.index,
-                offset: run.offset,
-                repeats: Repeats::default(),
-            }),
+            Entry::Vacant(v) => {
+                v.insert(self.cells.len());
+                self.cells.push(CellEntry {
+                    key: run.key,
+                    adjacency: run.adjacency.to_string(),
+                    operations: run.operations.to_string(),
+                    params: run.params,
+                    index: run.index,
+                    offset: run.offset,
+                    repeats: Repeats::default(),
+                });
+                let last = self.cells.len() - 1;
+                &mut self.cells[last]
+            }
         };
         cell.repeats.next(run.epochs)
     }
@@ -948,7 +956,9 @@ fn read_windows(
             // record, if the file looks smaller): growing the table moves
             // every entry again, and touches new memory each time.
             let records = (frames.len() as u64).saturating_mul(bytes) / next;
-            c.cells.reserve(records.min(SEARCH_SPACE_CELLS) as usize);
+            let cells = records.min(SEARCH_SPACE_CELLS) as usize;
+            c.cells.reserve(cells);
+            c.positions.reserve(cells);
         }
         let mut bad_frame = None;
         match err {
@@ -1045,6 +1055,7 @@ fn finish(
 ) -> Result<Summary, IngestError> {
     let Collector {
         cells,
+        positions,
         budgets,
         budget_order,
         records,
@@ -1061,7 +1072,8 @@ fn finish(
         });
     }
     // Anomalies from the repeat counters.
-    for cell in cells.values() {
+    drop(positions);
+    for cell in &cells {
         let mut budgets_present = 0;
         for n in cell.repeats.counts() {
             if n != opts.expected_repeats {
@@ -1074,10 +1086,8 @@ fn finish(
         }
     }
     progress.start("checking cell hashes", cells.len() as u64);
-    let mut entries: Vec<CellEntry> = cells.into_values().collect();
-    entries.par_sort_unstable_by_key(|e| e.index);
     let domain = Domain::default();
-    let parsed: Vec<_> = entries
+    let parsed: Vec<_> = cells
         .into_par_iter()
         .map(|e| parse_cell(e, &domain))
         .collect();
