@@ -834,11 +834,20 @@ pub fn ingest(
 
     let (tx, rx) = sync_channel::<Batches>(2);
     let loader = conn.loader();
+    // The views do not depend on the rows: they are created on a
+    // connection of their own while the first window is read.
+    let views_conn = conn
+        .try_clone()
+        .during("opening a connection for the views")?;
     std::thread::scope(|s| {
+        let views = s.spawn(move || create_views(&views_conn));
         // `evaluations` loads on a thread of its own for the whole file.
         let evaluations = s.spawn(move || load_evaluations(loader, rx));
         let reader = s.spawn(|| read_windows(&file, bytes, &name, opts, progress, tx));
         let collected = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let viewed = views
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         let load_done = evaluations.is_finished();
@@ -856,6 +865,10 @@ pub fn ingest(
             }
         };
         trace("records decoded", start);
+        if let Err(e) = viewed {
+            let _ = wait();
+            return Err(e.into());
+        }
         if load_done {
             // Ended before the reader: the load failed (or the file is
             // tiny); either way there is nothing left to overlap.
@@ -1154,7 +1167,6 @@ fn finish(
     }
     let cells = checked.len() as u64 - anomalies.hash_mismatches;
     trace("models appended", start);
-    create_views(conn)?;
     let order: Vec<String> = budget_order.iter().map(i32::to_string).collect();
     conn.execute(
         &format!(
