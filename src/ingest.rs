@@ -2,15 +2,16 @@
 //!
 //! The file is mapped a window at a time (so resident memory stays small
 //! however large the file), its frames are found by [`scan`], and the
-//! records of a window are decoded on every core, a chunk of records per
-//! task, straight into the Arrow columns of one record batch (one reused
-//! `ModelMetrics` per chunk, so a release record costs no allocation). A
-//! short sequential pass then numbers the repeats in file order (the only
-//! column that needs it) and collects the unique cells, and the batches are
-//! streamed into one DuckDB insert (an Arrow scan, see
-//! [`NewDb::insert_arrow`]) running on another thread while the next window
-//! decodes. At the end every unique cell's hash is recomputed from its
-//! stored matrix and ops.
+//! records of a window are decoded on every core, 40,960 records per task,
+//! straight into the Arrow columns of one record batch (one reused
+//! `ModelMetrics` per task, so a release record costs no allocation): one
+//! DuckDB row group per batch. The records after a window's last whole
+//! batch are read again with the next window. A short sequential pass then
+//! numbers the repeats in file order (the only column that needs it) and
+//! collects the unique cells, and the batches are streamed into one DuckDB
+//! insert (an Arrow scan, see [`NewDb::insert_arrow`]) running on another
+//! thread while the next window decodes. At the end every unique cell's
+//! hash is recomputed from its stored matrix and ops.
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
