@@ -46,7 +46,7 @@ use crate::lanes::{BatchScratch, LANES, hash_batch};
 use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
 use crate::record::{ModelMetrics, RecordError, decode_into};
 use crate::spec::{Domain, ModelSpec, kept_vertices};
-use crate::tfrecord::{FOOTER_LEN, Frame, FramingError, HEADER_LEN, resync, scan};
+use crate::tfrecord::{Frame, FramingError, HEADER_LEN, resync, scan};
 
 /// `source` of the rows of a release file.
 pub const RELEASE_SOURCE: &str = "nasbench-101";
@@ -728,7 +728,8 @@ fn check_hashes(cells: &[CheckedCell]) -> Vec<(usize, ModelHash)> {
     // the matrices.
     let packed = |m: &Matrix| {
         let rows = m.rows();
-        (rows.len() <= 7 && rows.iter().all(|&r| r < 256)).then(|| {
+        // Rows of at most 7 vertices have no bit above the seventh.
+        (rows.len() <= 7).then(|| {
             rows.iter()
                 .fold(rows.len() as u64, |key, &r| (key << 8) | r)
         })
@@ -962,9 +963,7 @@ fn read_windows(
         })?;
         let (mut frames, err) = scan(&map);
         let base_index = c.records;
-        let mut next = frames
-            .last()
-            .map_or(0, |f| f.offset + f.len + (HEADER_LEN + FOOTER_LEN) as u64);
+        let mut next = frames.last().map_or(0, Frame::end);
         if pos == 0 && next > 0 {
             // Room for the whole search space at once (or for one cell per
             // record, if the file looks smaller): growing the table moves
@@ -1007,9 +1006,7 @@ fn read_windows(
             // file's last holds `batch_records` records.
             let whole = frames.len() / per_batch * per_batch;
             frames.truncate(whole);
-            next = frames
-                .last()
-                .map_or(0, |f| f.offset + f.len + (HEADER_LEN + FOOTER_LEN) as u64);
+            next = frames.last().map_or(0, Frame::end);
         }
         let chunks: Vec<Chunk<'_>> = frames
             .par_chunks(per_batch)
@@ -1055,7 +1052,8 @@ fn read_windows(
 const ROW_GROUP_ROWS: usize = 122_880;
 
 /// Checks the cells, loads `models`, waits for `evaluations` to be loaded
-/// (`wait_evaluations`), reports anomalies, creates the views.
+/// (`wait_evaluations`), reports anomalies and records the ingest (the
+/// views are created by [`ingest`], while the file is read).
 #[allow(clippy::too_many_arguments)]
 fn finish(
     conn: &NewDb,

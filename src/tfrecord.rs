@@ -128,6 +128,11 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Byte offset just past the record (its data CRC included).
+    pub fn end(&self) -> u64 {
+        self.offset + (HEADER_LEN + FOOTER_LEN) as u64 + self.len
+    }
+
     /// The record's data within `buf` (the whole file).
     pub fn data<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         let start = self.offset as usize + HEADER_LEN;
@@ -163,7 +168,7 @@ pub fn scan(buf: &[u8]) -> (Vec<Frame>, Option<FramingError>) {
     while (offset as usize) < buf.len() {
         match frame_at(buf, frames.len() as u64, offset) {
             Ok(f) => {
-                offset += (HEADER_LEN + FOOTER_LEN) as u64 + f.len;
+                offset = f.end();
                 frames.push(f);
             }
             Err(e) => return (frames, Some(e)),
