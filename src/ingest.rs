@@ -262,7 +262,7 @@ struct CellEntry {
 }
 
 impl CellEntry {
-    /// The stored hash, as stored.
+    /// The stored hash as text.
     fn hash(&self) -> String {
         key_hex(self.key)
     }
@@ -377,10 +377,7 @@ impl Collector {
 
 /// The stored hash a [`hash_key`] came from.
 fn key_hex(key: u128) -> String {
-    hex32(&key.to_be_bytes())
-        .iter()
-        .map(|&b| char::from(b))
-        .collect()
+    ModelHash(key.to_be_bytes()).to_hex()
 }
 
 /// Parses the 32 lowercase hex digits of a stored hash.
@@ -668,16 +665,10 @@ fn parse_adjacency(bits: &str) -> Result<Matrix, String> {
 /// hash itself is checked in batches by [`check_hashes`].
 fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(CellEntry, String)>> {
     let parsed = parse_adjacency(&entry.adjacency).and_then(|matrix| {
-        if let Some(labels) = stored_labels(&matrix, &entry.operations, domain) {
-            return Ok((matrix, None, labels));
-        }
-        let ops: Vec<String> = entry.operations.split(',').map(str::to_string).collect();
-        let spec = ModelSpec::from_matrix(matrix, ops).map_err(|e| e.to_string())?;
-        spec.check(domain).map_err(|e| e.to_string())?;
-        let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
-        match spec.into_matrices() {
-            (matrix, Some(pruned)) => Ok((matrix, Some(pruned), labels)),
-            (_, None) => Err("the input does not reach the output".to_string()),
+        match stored_labels(&matrix, &entry.operations, domain) {
+            Some(labels) => Ok((matrix, None, labels)),
+            None => spec_labels(matrix, &entry.operations, domain)
+                .map(|(matrix, pruned, labels)| (matrix, Some(pruned), labels)),
         }
     });
     match parsed {
@@ -688,6 +679,23 @@ fn parse_cell(entry: CellEntry, domain: &Domain) -> Result<CheckedCell, Box<(Cel
             labels,
         }),
         Err(e) => Err(Box::new((entry, e))),
+    }
+}
+
+/// Any cell through [`ModelSpec`]: the stored matrix, the pruned one and the
+/// pruned ops' hash labels, or the original's error.
+fn spec_labels(
+    matrix: Matrix,
+    operations: &str,
+    domain: &Domain,
+) -> Result<(Matrix, Matrix, Vec<i64>), String> {
+    let ops: Vec<String> = operations.split(',').map(str::to_string).collect();
+    let spec = ModelSpec::from_matrix(matrix, ops).map_err(|e| e.to_string())?;
+    spec.check(domain).map_err(|e| e.to_string())?;
+    let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
+    match spec.into_matrices() {
+        (matrix, Some(pruned)) => Ok((matrix, pruned, labels)),
+        (_, None) => Err("the input does not reach the output".to_string()),
     }
 }
 
@@ -1261,16 +1269,6 @@ mod tests {
     use super::*;
     use crate::api::SplitMix64;
 
-    /// `parse_cell` through `ModelSpec` only, as it was before the shortcut.
-    fn through_spec(matrix: Matrix, operations: &str) -> Result<(Matrix, Vec<i64>), String> {
-        let ops: Vec<String> = operations.split(',').map(str::to_string).collect();
-        let spec = ModelSpec::from_matrix(matrix, ops).map_err(|e| e.to_string())?;
-        spec.check(&Domain::default()).map_err(|e| e.to_string())?;
-        let labels = spec.labels(&CANONICAL_OPS).map_err(|e| e.to_string())?;
-        let pruned = spec.matrix().cloned().ok_or("disconnected")?;
-        Ok((pruned, labels))
-    }
-
     /// Random cells, stored as the release stores them or not (pruning
     /// needed, ops outside the space, too many vertices or edges, lower
     /// triangle, ops of the wrong length): wherever the shortcut answers,
@@ -1317,7 +1315,8 @@ mod tests {
                 ops[1] = names[(rng.next_u64() % 6) as usize];
             }
             let operations = ops.join(",");
-            let slow = through_spec(matrix.clone(), &operations);
+            let slow = spec_labels(matrix.clone(), &operations, &domain)
+                .map(|(_, pruned, labels)| (pruned, labels));
             match stored_labels(&matrix, &operations, &domain) {
                 Some(labels) => {
                     taken += 1;
