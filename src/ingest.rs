@@ -853,7 +853,11 @@ pub fn ingest(
     std::thread::scope(|s| {
         let views = s.spawn(move || create_views(&views_conn));
         // `evaluations` loads on a thread of its own for the whole file.
-        let evaluations = s.spawn(move || load_evaluations(loader, rx));
+        let evaluations = s.spawn(move || {
+            let r = load_evaluations(loader, rx);
+            trace("evaluations inserted", start);
+            r
+        });
         let reader = s.spawn(|| read_windows(&file, bytes, &name, opts, progress, tx));
         let collected = reader
             .join()
@@ -1158,18 +1162,37 @@ fn finish(
         })
         .collect();
     trace("cells parsed", start);
-    // Hashes are checked on the worker threads while this one loads
-    // `models`; a cell whose hash is wrong is removed again below.
-    let (mismatches, appended) = std::thread::scope(|s| {
-        let checker = s.spawn(|| check_hashes(&checked));
-        let appended = load_models(conn, &checked).and_then(|()| create_keys(conn));
+    // `models` is loaded first, on all of DuckDB's threads; the hashes are
+    // then checked on the workers while this thread builds the key, records
+    // the ingest and checkpoints, single-threaded work that would otherwise
+    // leave a core idle. A cell whose hash is wrong is removed again below.
+    let (mismatches, evaluated, appended) = std::thread::scope(|s| {
+        let loaded = load_models(conn, &checked);
+        trace("models loaded", start);
+        let checker = s.spawn(|| {
+            let mismatches = check_hashes(&checked);
+            trace("hashes checked", start);
+            mismatches
+        });
+        let appended = loaded.and_then(|()| create_keys(conn));
+        trace("keys built", start);
+        let evaluated = wait_evaluations();
+        let appended = appended.and_then(|()| {
+            if evaluated.is_ok() {
+                record_ingest(conn, name, bytes, records, &budget_order)?;
+                // The rows are final unless a hash is wrong: written out
+                // now, the file's final checkpoint has nothing left to do.
+                conn.execute_batch("CHECKPOINT")
+                    .during("checkpointing the new database")?;
+            }
+            Ok(())
+        });
         let mismatches = checker
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (mismatches, appended)
+        (mismatches, evaluated, appended)
     });
-    wait_evaluations()?;
-    trace("evaluations loaded", start);
+    evaluated?;
     appended?;
     progress.advance(checked.len() as u64);
     if let Some((i, computed)) = mismatches.first() {
@@ -1192,15 +1215,6 @@ fn finish(
     let cells = checked.len() as u64 - anomalies.hash_mismatches;
     drop_in_background(checked);
     trace("models appended", start);
-    let order: Vec<String> = budget_order.iter().map(i32::to_string).collect();
-    conn.execute(
-        &format!(
-            "INSERT INTO ingests VALUES (?, ?, ?, [{}]::INTEGER[], now()::TIMESTAMP)",
-            order.join(", ")
-        ),
-        duckdb::params![name, bytes as i64, records as i64],
-    )
-    .during("recording the ingest")?;
 
     let (runs, evaluations) = if dropped.is_empty() {
         (runs, evaluations)
@@ -1228,6 +1242,26 @@ fn finish(
         bytes,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Adds the file's row to `ingests`.
+fn record_ingest(
+    conn: &Connection,
+    name: &str,
+    bytes: u64,
+    records: u64,
+    budget_order: &[i32],
+) -> Result<(), DbError> {
+    let order: Vec<String> = budget_order.iter().map(i32::to_string).collect();
+    conn.execute(
+        &format!(
+            "INSERT INTO ingests VALUES (?, ?, ?, [{}]::INTEGER[], now()::TIMESTAMP)",
+            order.join(", ")
+        ),
+        duckdb::params![name, bytes as i64, records as i64],
+    )
+    .during("recording the ingest")?;
+    Ok(())
 }
 
 /// Frees `value` on a thread of its own: the cells' 1.7 million heap
