@@ -53,8 +53,16 @@ pub const RELEASE_SOURCE: &str = "nasbench-101";
 /// `source` of the rows of a file written by `nasbench synth`.
 pub const SYNTHETIC_SOURCE: &str = "synthetic";
 /// Checkpoint paths starting with this mark a synthetic record; ingest gives
-/// its rows [`SYNTHETIC_SOURCE`].
+/// its rows [`SYNTHETIC_SOURCE`]. The mark alone, as `nasbench synth` writes
+/// it, names no checkpoint and is stored as NULL (the release's records
+/// have no checkpoint paths either), see [`stored_checkpoint_path`].
 pub const SYNTHETIC_CHECKPOINT_PREFIX: &str = "synthetic:";
+
+/// The `checkpoint_path` stored for a record's path: the path, except that
+/// the bare synthetic mark (which `source` carries) is NULL.
+pub fn stored_checkpoint_path(path: Option<&str>) -> Option<&str> {
+    path.filter(|&p| p != SYNTHETIC_CHECKPOINT_PREFIX)
+}
 
 /// How to ingest.
 #[derive(Debug, Clone)]
@@ -494,7 +502,7 @@ fn decode_chunk<'a>(buf: &'a [u8], frames: &[Frame], base_index: u64, pos: u64) 
                 f[2].append_option(e.train_accuracy);
                 f[3].append_option(e.validation_accuracy);
                 f[4].append_option(e.test_accuracy);
-                ckpt.append_option(e.checkpoint_path.as_deref());
+                ckpt.append_option(stored_checkpoint_path(e.checkpoint_path.as_deref()));
                 total.append_option(metrics.total_time);
                 source.append_value(src);
             }

@@ -1,9 +1,9 @@
 //! Synthetic release files: every cell of the generated search space with deterministic, plausible (but made-up) metrics, in the exact release format, marked synthetic.
 //!
 //! Used by tests and the ingest benchmark. The values are not NAS-Bench-101
-//! results: every checkpoint path starts with
+//! results: each run's first point has the checkpoint path
 //! [`crate::ingest::SYNTHETIC_CHECKPOINT_PREFIX`], so that ingest gives the
-//! rows the source `synthetic`.
+//! run's rows the source `synthetic` (and stores no path).
 
 use std::io::{BufWriter, Write};
 use std::path::Path;

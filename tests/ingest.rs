@@ -616,6 +616,59 @@ fn anomalies_are_counted() {
 }
 
 #[test]
+fn checkpoint_paths_are_kept_but_the_bare_synthetic_mark() {
+    let mut records = sample_records();
+    let r = decode(&records[0]).unwrap();
+    let mut m: ModelMetrics = r.metrics.clone();
+    let paths = [
+        "synthetic:",
+        "synthetic:run-7/model.ckpt-1",
+        "/data/model.ckpt-2",
+    ];
+    for (e, p) in m.evaluation_data.iter_mut().zip(paths) {
+        e.checkpoint_path = Some(p.to_string());
+    }
+    let (hash, epochs) = (r.hash.to_string(), r.epochs);
+    records[0] = encode(&r.hash, r.epochs, &r.adjacency, &r.operations, &m).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, s) = ingest_bytes(dir.path(), &framed(&records));
+    assert_eq!(s.synthetic_runs, 1);
+    let conn = Connection::open(&db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT point, checkpoint_path, source FROM evaluations
+             WHERE hash = ? AND epochs = ? AND repeat = 1 ORDER BY point",
+        )
+        .unwrap();
+    let rows: Vec<(i32, Option<String>, String)> = stmt
+        .query_map(duckdb::params![hash, epochs], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let synthetic =
+        |p: i32, path: Option<&str>| (p, path.map(str::to_string), "synthetic".to_string());
+    assert_eq!(
+        rows,
+        [
+            synthetic(0, None),
+            synthetic(1, Some(paths[1])),
+            synthetic(2, Some(paths[2])),
+        ]
+    );
+    // The other records are the release's, without paths.
+    let (others, with_path): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(checkpoint_path) FROM evaluations WHERE source = 'nasbench-101'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((others, with_path), (17 * 3, 0));
+}
+
+#[test]
 fn synthetic_files_ingest_in_windows_and_say_they_are_synthetic() {
     let space = generate(&GenerateOptions::default(), &NoProgress).unwrap();
     let cells = &space.cells[100_000..100_400];
@@ -652,16 +705,18 @@ fn synthetic_files_ingest_in_windows_and_say_they_are_synthetic() {
     let (db, _) = ingest_bytes(dir.path(), &bytes);
     let conn = Connection::open(&db).unwrap();
     assert_eq!(evaluation_rows(&conn), windowed);
-    let (sources, bad_acc): (String, i64) = conn
+    let (sources, bad_acc, paths): (String, i64, i64) = conn
         .query_row(
             "SELECT string_agg(DISTINCT source), count(*) FILTER (WHERE
-                 abs(validation_accuracy * 9984 - round(validation_accuracy * 9984)) > 1e-3)
+                 abs(validation_accuracy * 9984 - round(validation_accuracy * 9984)) > 1e-3),
+                 count(checkpoint_path)
              FROM evaluations",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!((sources.as_str(), bad_acc), ("synthetic", 0));
+    // The mark is in `source`; as a checkpoint path it names nothing.
+    assert_eq!((sources.as_str(), bad_acc, paths), ("synthetic", 0, 0));
     // The stored cells are the generated ones.
     let n: i64 = conn
         .query_row(

@@ -17,8 +17,9 @@ use super::progress::Bar;
 /// search space, cell by cell. The metrics are made up (deterministic in
 /// --seed, plausible in range: accuracies are multiples of 1/9984, training
 /// time grows with parameters and epochs) and NOT NAS-Bench-101 results:
-/// every checkpoint path starts with `synthetic:`, so `nasbench ingest`
-/// gives the rows the source 'synthetic'.
+/// each run's first point has the checkpoint path `synthetic:`, a mark
+/// that `nasbench ingest` turns into the source 'synthetic' of the run's
+/// rows (and stores no path).
 ///
 /// With all 423,624 cells, --only108 has the size of nasbench_only108.tfrecord
 /// (1,270,872 records) and --full that of nasbench_full.tfrecord (5,083,488).
