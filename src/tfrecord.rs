@@ -191,18 +191,10 @@ const PREFETCH_RECORDS: u64 = 8;
 /// beside the right line.
 #[inline]
 fn prefetch_ahead(buf: &[u8], end: u64, stride: u64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let ahead = end.saturating_add(stride.saturating_mul(PREFETCH_RECORDS));
-        if let Some(p) = buf.get(ahead as usize) {
-            // SAFETY: SSE is part of x86_64's baseline, and a prefetch is a
-            // hint that reads nothing the program sees (here, in `buf`).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(p).cast()) };
-        }
+    let ahead = end.saturating_add(stride.saturating_mul(PREFETCH_RECORDS));
+    if let Some(line) = buf.get(ahead as usize..) {
+        crate::prefetch_line(line);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (buf, end, stride);
 }
 
 /// The first offset at or after `from` where a record plausibly starts,

@@ -42,6 +42,7 @@ use crate::db::DuckDbContext;
 use crate::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
 use crate::graph::{Matrix, ModelHash};
 use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
+use crate::prefetch_line;
 
 const MAGIC: &[u8; 8] = b"NBQIDX02";
 /// Values per run: halfway then final (training time, train, validation, test).
@@ -419,20 +420,6 @@ impl Index {
             last: point(1),
         })
     }
-}
-
-/// Asks the CPU to bring the cache line at the start of `line` into cache.
-#[inline(always)]
-fn prefetch_line(line: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults and changes no program state; the
-    // pointer comes from a live slice.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = line;
 }
 
 /// The string column `name` of `batch` as UTF-8 (DuckDB may hand out
