@@ -1084,8 +1084,8 @@ const ROW_GROUP_ROWS: usize = 122_880;
 const FIRST_WINDOW_BYTES: usize = 40 << 20;
 
 /// Checks the cells, loads `models`, waits for `evaluations` to be loaded
-/// (`wait_evaluations`), reports anomalies and records the ingest (the
-/// views are created by [`ingest`], while the file is read).
+/// (`wait_evaluations`), records the ingest, checkpoints and reports
+/// anomalies (the views are created by [`ingest`], while the file is read).
 #[allow(clippy::too_many_arguments)]
 fn finish(
     conn: &NewDb,
