@@ -1339,6 +1339,31 @@ mod tests {
     use super::*;
     use crate::api::SplitMix64;
 
+    /// The key of every lowercase hash is what the standard library reads;
+    /// anything else (uppercase, other characters, another length) has none.
+    #[test]
+    fn hash_keys_are_the_hex_value_of_lowercase_hashes_only() {
+        let mut rng = SplitMix64::new(5);
+        for _ in 0..10_000 {
+            let v = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+            let hex = format!("{v:032x}");
+            assert_eq!(hash_key(&hex), Some(v), "{hex}");
+            assert_eq!(key_hex(v), hex);
+            let upper = hex.to_uppercase();
+            assert_eq!(hash_key(&upper), (upper == hex).then_some(v), "{upper}");
+            let mut bytes = hex.clone().into_bytes();
+            let at = (rng.next_u64() % 32) as usize;
+            bytes[at] = [b'g', b'x', b' ', b'-', b'+', b'G', 0xc3][(rng.next_u64() % 7) as usize];
+            let broken = String::from_utf8_lossy(&bytes).into_owned();
+            assert_eq!(hash_key(&broken), None, "{broken:?}");
+        }
+        for h in ["", "0", &"0".repeat(31), &"0".repeat(33), &"f".repeat(64)] {
+            assert_eq!(hash_key(h), None, "{h:?}");
+        }
+        assert_eq!(hash_key(&"f".repeat(32)), Some(u128::MAX));
+        assert_eq!(hash_key(&"0".repeat(32)), Some(0));
+    }
+
     /// Random cells, stored as the release stores them or not (pruning
     /// needed, ops outside the space, too many vertices or edges, lower
     /// triangle, ops of the wrong length): wherever the shortcut answers,
