@@ -358,20 +358,79 @@ fn take_message(err: *mut c_char, fallback: &str) -> String {
     msg
 }
 
-/// Builds a new database at `path` with `build`, atomically: the database is
-/// created in a temporary directory beside `path`, checkpointed, closed and
-/// only then renamed onto `path`. If `build` fails (or the process dies), an
-/// earlier file at `path` is left byte-identical and the temporary files are
-/// removed.
+/// How [`create_with`] treats a file already at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// Replace it (an ingest).
+    Replace,
+    /// Keep it: two processes that both found the file missing end up with
+    /// one database, the first one's.
+    Keep,
+}
+
+/// Builds a new database at `path` with `build` and puts it in place of
+/// any earlier one, atomically and crash-safely (see [`create_with`]).
 pub fn create_atomically<T, E: From<DbError>>(
     path: &Path,
     build: impl FnOnce(&NewDb) -> Result<T, E>,
 ) -> Result<T, E> {
+    let (value, _) = create_with(path, Existing::Replace, |db| build(db).map(Some))?;
+    // Replace always builds.
+    value.ok_or_else(|| {
+        E::from(DbError::DuckDbC {
+            what: format!("creating {}", path.display()),
+            message: "the database was not built".into(),
+        })
+    })
+}
+
+/// Builds a database at `path` with `build` unless one is there (checked
+/// under the write lock, and again by the final link, so that two
+/// processes creating it at once make one). Returns whether it was made.
+pub fn create_if_missing<E: From<DbError>>(
+    path: &Path,
+    build: impl FnOnce(&NewDb) -> Result<(), E>,
+) -> Result<bool, E> {
+    create_with(path, Existing::Keep, build).map(|((), made)| made)
+}
+
+/// Builds a new database at `path` with `build`, atomically and under the
+/// database's write lock ([`crate::lock`]).
+///
+///
+/// The database is created in a temporary directory beside `path`, built,
+/// checkpointed and closed. Then a write-ahead log left beside the old file
+/// is checkpointed into it (DuckDB replays and removes it), so that no log
+/// is left to be replayed onto the new file; only then is the new file
+/// synced and renamed onto `path`, and the directory synced. If `build`
+/// fails, or the process dies at any step, `path` holds either the old
+/// database whole or the new one whole, never a stale log beside the new
+/// one; the temporary files are removed on every exit but SIGKILL.
+///
+/// Returns `build`'s value and whether the new file was put in place
+/// ([`Existing::Keep`] that finds the file there does not call `build`).
+fn create_with<T: Default, E: From<DbError>>(
+    path: &Path,
+    existing: Existing,
+    build: impl FnOnce(&NewDb) -> Result<T, E>,
+) -> Result<(T, bool), E> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "nasbench.duckdb".into());
+    let _lock = crate::lock::lock_for_write(path, |l| {
+        eprintln!(
+            "waiting for another nasbench writer of {} ({} is locked)",
+            path.display(),
+            l.display()
+        );
+    })
+    .map_err(io_err(path))?;
+    if existing == Existing::Keep && path.exists() {
+        return Ok((T::default(), false));
+    }
+    remove_stale_temporaries(dir, &name);
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
@@ -396,6 +455,7 @@ pub fn create_atomically<T, E: From<DbError>>(
     let db = NewDb { conn, raw };
     crate::sqlfn::register(&db).during("registering the nasbench functions")?;
     let value = build(&db)?;
+    crate::lock::failpoint("replace:built");
     db.execute_batch("CHECKPOINT")
         .during("checkpointing the new database")?;
     let NewDb { conn, raw } = db;
@@ -403,14 +463,152 @@ pub fn create_atomically<T, E: From<DbError>>(
         .map_err(|(_, e)| e)
         .during("closing the new database")?;
     drop(raw);
-    // A write-ahead log left beside the old file by a crashed writer would be
-    // replayed onto the new database: it belongs to the file being replaced.
+    crate::lock::failpoint("replace:new-closed");
+    // A write-ahead log beside the old file belongs to it: replayed onto
+    // the new file it would corrupt it, and removed before the rename it
+    // would lose the old file's last writes if the process died between.
     let wal = wal_path(path);
     if wal.exists() {
-        std::fs::remove_file(&wal).map_err(io_err(&wal))?;
+        checkpoint_file(path)?;
+        crate::lock::failpoint("replace:old-checkpointed");
+        if wal.exists() {
+            return Err(DbError::Io {
+                path: wal.display().to_string(),
+                source: std::io::Error::other(
+                    "the old database's write-ahead log is still there after a checkpoint \
+                     (is another program writing to it?); nothing was replaced",
+                ),
+            }
+            .into());
+        }
     }
-    std::fs::rename(&tmp_db, path).map_err(io_err(path))?;
-    Ok(value)
+    sync_file(&tmp_db).map_err(io_err(&tmp_db))?;
+    crate::lock::failpoint("replace:synced");
+    match existing {
+        Existing::Replace => std::fs::rename(&tmp_db, path).map_err(io_err(path))?,
+        Existing::Keep => match std::fs::hard_link(&tmp_db, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok((value, false));
+            }
+            Err(e) => return Err(io_err(path)(e).into()),
+        },
+    }
+    crate::lock::failpoint("replace:renamed");
+    sync_file(dir).map_err(io_err(dir))?;
+    Ok((value, true))
+}
+
+/// Removes the temporary directories that builds of database `name` in
+/// `dir` left when they were killed (SIGKILL, a power cut). Only the holder
+/// of the database's write lock builds one, so under the lock every such
+/// directory is stale.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        if file.starts_with(&prefix)
+            && file.ends_with(".tmp")
+            && e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Opens the database at `path` for writing (waiting out another process's
+/// DuckDB lock for up to a minute), checkpoints it and closes it: its
+/// write-ahead log is replayed into the file and removed.
+fn checkpoint_file(path: &Path) -> Result<(), DbError> {
+    let what = format!("checkpointing {}", path.display());
+    let conn = crate::lock::retry_locked(
+        std::time::Duration::from_secs(60),
+        |_| eprintln!("waiting for another process to close {}", path.display()),
+        || Connection::open(path),
+    )
+    .during(what.clone())?;
+    conn.execute_batch("CHECKPOINT").during(what.clone())?;
+    conn.close().map_err(|(_, e)| e).during(what)
+}
+
+/// fsync of a file or a directory.
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// Trained runs carried from an old database into a new one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CarriedRuns {
+    /// Rows of `training_runs`.
+    pub runs: u64,
+    /// Their rows of `evaluations`.
+    pub evaluations: u64,
+    /// Rows of `models` for trained cells the new data lacks.
+    pub models: u64,
+}
+
+/// Copies every trained run of the database at `old` (its `training_runs`
+/// rows, their `evaluations` points and the `models` rows of cells the new
+/// database lacks) into `new`, which has the dataset schema. A database
+/// without `training_runs` carries nothing; a file DuckDB cannot read is an
+/// error naming it.
+pub fn carry_trained_runs(new: &Connection, old: &Path) -> Result<CarriedRuns, DbError> {
+    let what = format!("reading the trained runs of {}", old.display());
+    crate::lock::retry_locked(
+        std::time::Duration::from_secs(60),
+        |_| eprintln!("waiting for another process to close {}", old.display()),
+        || {
+            new.execute_batch(&format!(
+                "ATTACH {} AS nasbench_old (READ_ONLY)",
+                sql_literal(&old.to_string_lossy())
+            ))
+        },
+    )
+    .during(what.clone())?;
+    let carried = (|| {
+        let has: i64 = new.query_row(
+            "SELECT count(*) FROM duckdb_tables() \
+             WHERE database_name = 'nasbench_old' AND schema_name = 'main' \
+             AND table_name = 'training_runs'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has == 0 {
+            return Ok(CarriedRuns::default());
+        }
+        new.execute_batch(TRAINING_SQL)?;
+        let runs = new.execute(
+            "INSERT INTO training_runs BY NAME SELECT * FROM nasbench_old.training_runs \
+             WHERE run_id NOT IN (SELECT run_id FROM training_runs)",
+            [],
+        )?;
+        let models = new.execute(
+            "INSERT INTO models BY NAME SELECT * FROM nasbench_old.models \
+             WHERE hash IN (SELECT hash FROM nasbench_old.training_runs) \
+             AND hash NOT IN (SELECT hash FROM models)",
+            [],
+        )?;
+        let evaluations = new.execute(
+            "INSERT INTO evaluations BY NAME SELECT * FROM nasbench_old.evaluations \
+             WHERE source IN (SELECT run_id FROM nasbench_old.training_runs) \
+             AND source NOT IN (SELECT DISTINCT source FROM evaluations) \
+             ORDER BY source, epochs, repeat, point",
+            [],
+        )?;
+        Ok(CarriedRuns {
+            runs: runs as u64,
+            evaluations: evaluations as u64,
+            models: models as u64,
+        })
+    })();
+    let detached = new.execute_batch("DETACH nasbench_old");
+    let carried = carried.during(what.clone())?;
+    detached.during(what)?;
+    Ok(carried)
 }
 
 fn wal_path(path: &Path) -> PathBuf {
@@ -419,13 +617,19 @@ fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// How long an open waits for another process to release the file
+/// (DuckDB lets one process write a file, and a trainer holds it only while
+/// it stores a run).
+pub const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Opens a database (created if missing; in memory for `:memory:`) with
-/// the nasbench functions registered.
+/// the nasbench functions registered, waiting up to [`OPEN_PATIENCE`] for
+/// another process that holds the file.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     let conn = if path.as_os_str() == ":memory:" {
         Connection::open_in_memory()
     } else {
-        Connection::open(path)
+        crate::lock::retry_locked(OPEN_PATIENCE, |_| {}, || Connection::open(path))
     }
     .during(format!("opening {}", path.display()))?;
     crate::sqlfn::register(&conn).during("registering the nasbench functions")?;

@@ -22,6 +22,7 @@ pub mod generate;
 pub mod graph;
 pub mod ingest;
 pub mod lanes;
+pub mod lock;
 pub mod network;
 pub mod ops;
 pub mod parse;

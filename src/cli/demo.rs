@@ -8,7 +8,9 @@ use anyhow::Context;
 use arrow::array::RecordBatchIterator;
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
-use nasbench::db::{CELLS_SQL, DbError, DuckDbContext, create_atomically};
+use nasbench::db::{
+    CELLS_SQL, CarriedRuns, DbError, DuckDbContext, carry_trained_runs, create_atomically,
+};
 use nasbench::export::cells_batch;
 use nasbench::generate::{GenerateOptions, generate};
 use nasbench::ingest::{IngestOptions, ingest};
@@ -72,12 +74,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 |r| r.get(0),
             )
             .during("counting cells")?;
-        Ok::<_, anyhow::Error>((summary, space.cells.len(), covered, ranking))
+        // Runs trained into an earlier demo database stay.
+        let kept = if a.db.exists() {
+            carry_trained_runs(conn, &a.db)?
+        } else {
+            CarriedRuns::default()
+        };
+        Ok::<_, anyhow::Error>((summary, space.cells.len(), covered, ranking, kept))
     });
     bar.finish();
-    let (summary, cells, covered, ranking) =
+    let (summary, cells, covered, ranking, kept) =
         built.with_context(|| format!("demo failed; {} was not changed", a.db.display()))?;
-    report(&summary, &a.db, None, None, false)?;
+    report(&summary, &a.db, None, None, kept, false)?;
     eprintln!(
         "search space: {cells} cells in table `cells`; {covered} of them have runs in the sample"
     );

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nasbench::db::create_atomically;
+use nasbench::db::{CarriedRuns, carry_trained_runs, create_atomically};
 use nasbench::ingest::{IngestError, IngestOptions, Summary, export_parquet, ingest};
 use serde_json::json;
 
@@ -23,7 +23,10 @@ use super::progress::Bar;
 ///
 /// The database is built under a temporary name and renamed over `--db` only
 /// on success: a failed or interrupted ingest leaves an earlier database as
-/// it was. Re-ingesting a file gives the same database.
+/// it was. Re-ingesting a file gives the same database, and keeps the
+/// trained runs of the database it replaces (`nasbench train` rows: their
+/// `training_runs`, `evaluations` and `models` rows are carried over and
+/// counted in the summary) unless --discard-trained-runs is given.
 ///
 /// The summary goes to stderr (or, with --json, to stdout as one object).
 #[derive(clap::Args, Debug)]
@@ -60,6 +63,10 @@ pub struct OutArgs {
     /// 0.1 s per query) and the first batch or in-memory open builds it.
     #[arg(long)]
     pub no_query_index: bool,
+    /// Drop the trained runs of the database being replaced instead of
+    /// carrying them into the new one.
+    #[arg(long)]
+    pub discard_trained_runs: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -86,10 +93,25 @@ pub fn ingest_file(file: &Path, out: &OutArgs) -> anyhow::Result<ExitCode> {
             bar.start_spinner("writing Parquet");
             export_parquet(conn, dir)?;
         }
-        Ok::<_, IngestError>(s)
+        // After the Parquet export, which holds the release's data only.
+        let carried = if out.discard_trained_runs || !out.db.exists() {
+            None
+        } else {
+            bar.start_spinner("carrying over the trained runs");
+            Some(carry_trained_runs(conn, &out.db).map_err(|e| {
+                IngestError::Db(nasbench::db::DbError::DuckDbC {
+                    what: "keeping the trained runs".into(),
+                    message: format!(
+                        "{e}; --discard-trained-runs replaces {} without them",
+                        out.db.display()
+                    ),
+                })
+            })?)
+        };
+        Ok::<_, IngestError>((s, carried))
     });
     bar.finish();
-    let mut summary =
+    let (mut summary, carried) =
         summary.with_context(|| format!("ingest failed; {} was not changed", out.db.display()))?;
     // Until the database is checkpointed, closed and in place.
     summary.seconds = start.elapsed().as_secs_f64();
@@ -103,7 +125,14 @@ pub fn ingest_file(file: &Path, out: &OutArgs) -> anyhow::Result<ExitCode> {
         }
         built.ok()
     };
-    report(&summary, &out.db, out.parquet.as_deref(), index, out.json)?;
+    report(
+        &summary,
+        &out.db,
+        out.parquet.as_deref(),
+        index,
+        carried.unwrap_or_default(),
+        out.json,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -122,7 +151,9 @@ fn build_query_index(db: &Path, quiet: bool) -> anyhow::Result<BuiltIndex> {
     bar.start_spinner("building the query index");
     let built = nasbench::api::NasBench::in_memory(db, Some(0));
     bar.finish();
-    built?;
+    if let Some(e) = built?.index().and_then(|ix| ix.write_error.clone()) {
+        anyhow::bail!("the index was built but not written: {e}");
+    }
     Ok(BuiltIndex {
         path,
         seconds: t.elapsed().as_secs_f64(),
@@ -135,6 +166,7 @@ pub fn report(
     db: &Path,
     parquet: Option<&Path>,
     index: Option<BuiltIndex>,
+    kept: CarriedRuns,
     as_json: bool,
 ) -> anyhow::Result<()> {
     let rss = nasbench::peak_rss_bytes();
@@ -163,6 +195,11 @@ pub fn report(
             },
             "bytes": s.bytes,
             "seconds": s.seconds,
+            "trained_runs_kept": {
+                "runs": kept.runs,
+                "evaluations": kept.evaluations,
+                "models": kept.models,
+            },
             "query_index": index.as_ref().map(|i| i.path.display().to_string()),
             "query_index_seconds": index.as_ref().map(|i| i.seconds),
             "peak_rss_bytes": rss,
@@ -186,6 +223,12 @@ pub fn report(
     );
     if let Some(p) = parquet {
         eprintln!("Parquet: {}", p.display());
+    }
+    if kept.runs > 0 {
+        eprintln!(
+            "kept {} trained runs of the replaced database ({} evaluation rows, {} cells not in the file)",
+            kept.runs, kept.evaluations, kept.models
+        );
     }
     if let Some(i) = &index {
         eprintln!("query index: {} ({:.2} s)", i.path.display(), i.seconds);

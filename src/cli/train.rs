@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -62,8 +62,12 @@ impl TrainArgs {
             let (k, v) = kv
                 .split_once('=')
                 .with_context(|| format!("--config {kv:?}: expected KEY=VALUE"))?;
-            cfg.set(k.trim(), v.trim())?;
+            cfg.set(k.trim(), v.trim())
+                .with_context(|| format!("--config {kv}"))?;
         }
+        cfg.check_key("train_epochs")
+            .with_context(|| format!("--epochs {}", self.epochs))?;
+        cfg.validate()?;
         Ok(cfg)
     }
 }
@@ -289,17 +293,84 @@ fn train_with<B: Backend>(be: &mut B, job: Job<'_>) -> anyhow::Result<Trained> {
     })
 }
 
-/// Opens the database for adding runs, creating it with the dataset's
-/// schema if it does not exist.
-fn open_db(path: &Path) -> anyhow::Result<duckdb::Connection> {
-    if !path.exists() {
-        nasbench::db::create_atomically(path, |conn| -> Result<(), nasbench::db::DbError> {
-            nasbench::db::create_schema(conn)?;
-            nasbench::db::create_keys(conn)?;
-            nasbench::db::create_views(conn)
-        })?;
-    }
-    Ok(nasbench::db::open(path)?)
+/// How long a writer waits for another process to close the database
+/// (a `nasbench sql` shell, a DuckDB CLI) before giving up.
+const WRITE_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Creates the database with the dataset's schema if it does not exist
+/// (two processes doing so at once make one database).
+fn ensure_db(path: &Path) -> anyhow::Result<()> {
+    nasbench::db::create_if_missing(path, |conn| -> Result<(), nasbench::db::DbError> {
+        nasbench::db::create_schema(conn)?;
+        nasbench::db::create_keys(conn)?;
+        nasbench::db::create_views(conn)
+    })?;
+    Ok(())
+}
+
+/// Runs `write` on the database (created if missing) under its write lock,
+/// holding DuckDB's lock only while it runs: readers and other trainers
+/// use the file meanwhile. Waits for another process's DuckDB lock for up
+/// to [`WRITE_PATIENCE`].
+fn write_db<T>(
+    path: &Path,
+    write: impl FnOnce(&duckdb::Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    ensure_db(path)?;
+    let _lock = nasbench::lock::lock_for_write(path, |l| {
+        eprintln!(
+            "waiting for another nasbench writer ({} is locked)",
+            l.display()
+        )
+    })?;
+    let conn = nasbench::lock::retry_locked(
+        WRITE_PATIENCE,
+        |_| eprintln!("waiting for another process to close {}", path.display()),
+        || nasbench::db::open(path),
+    )?;
+    let value = write(&conn)?;
+    conn.close()
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("closing {}", path.display()))?;
+    Ok(value)
+}
+
+/// Stores one run's rows in the database. If that fails, the run is kept as
+/// a unit file in `<db>.pending/` (merge it with `nasbench ingest-runs`):
+/// hours of training are never lost to a locked or broken database.
+fn store_run(db: &Path, rec: &RunRecord<'_>) -> anyhow::Result<bool> {
+    let stored = write_db(db, |conn| {
+        rows::stage(conn, rec)?;
+        rows::merge(conn)?;
+        conn.execute_batch("DROP TABLE IF EXISTS unit_rows")?;
+        Ok(())
+    });
+    let Err(e) = stored else {
+        return Ok(true);
+    };
+    let mut dir = db.as_os_str().to_owned();
+    dir.push(".pending");
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join(format!("unit-{}.parquet", rec.run_id));
+    rows::write_unit(&file, rec).with_context(|| {
+        format!(
+            "could not store run {} in {} ({e:#}) nor save it as {}",
+            rec.run_id,
+            db.display(),
+            file.display()
+        )
+    })?;
+    eprintln!(
+        "error: could not store run {} in {}: {e:#}\n  the run is saved as {}; \
+         add it with: nasbench ingest-runs {} --db {}",
+        rec.run_id,
+        db.display(),
+        file.display(),
+        dir.display(),
+        db.display()
+    );
+    Ok(false)
 }
 
 /// A finished run and the backend that made it.
@@ -352,6 +423,7 @@ fn train_on(device: Device, job: Job<'_>) -> anyhow::Result<Trained> {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let spec = ModelSpec::new(&parse_matrix(&a.matrix)?, parse_ops(&a.ops)?)?;
     let cfg = a.train.config()?;
+    check_repeats(a.repeats as usize)?;
     if a.dry_run {
         let graph = trainer::build_graph(&spec, &cfg)?;
         let mut v = graph.to_json();
@@ -362,8 +434,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let dir = a.train.data.as_deref().context(
         "--data DIR is required to train (nasbench synth-cifar DIR writes a synthetic set)",
     )?;
-    let data = data::load(dir, cfg.image_size)?;
-    let conn = open_db(&a.db)?;
+    let data = data::load_classes(dir, cfg.image_size, cfg.num_labels)?;
+    // Fail before training, not after, if the database cannot be written.
+    write_db(&a.db, |_| Ok(()))?;
+    let mut all_stored = true;
     for r in 1..=a.repeats {
         let seed = a.train.seed + u64::from(r) - 1;
         let ckpt = a
@@ -388,9 +462,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             r,
             seed,
         );
-        rows::stage(&conn, &rec)?;
-        rows::merge(&conn)?;
-        conn.execute_batch("DROP TABLE IF EXISTS unit_rows")?;
+        all_stored &= store_run(&a.db, &rec)?;
         let o = &t.outcome;
         let last = o.evaluations.last();
         println!(
@@ -408,7 +480,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             })
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if all_stored {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
@@ -432,6 +508,14 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--repeats` must be in 1..=1000.
+fn check_repeats(repeats: usize) -> anyhow::Result<()> {
+    if !(1..=1000).contains(&repeats) {
+        bail!("--repeats {repeats}: must be an integer in 1..=1000");
+    }
+    Ok(())
 }
 
 fn env_usize(name: &str) -> Option<usize> {
@@ -472,8 +556,9 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         bail!("{}: no cells", a.cells.display());
     }
     let cfg = a.train.config()?;
+    check_repeats(a.repeats)?;
     let dir = a.train.data.as_deref().context("--data DIR is required")?;
-    let data = data::load(dir, cfg.image_size)?;
+    let data = data::load_classes(dir, cfg.image_size, cfg.num_labels)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let n = cells.len();
     let units = n * a.repeats;
@@ -524,8 +609,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
 pub fn ingest_runs(a: IngestRunsArgs) -> anyhow::Result<ExitCode> {
     let files = nasbench::train::files_named(&a.dir, "unit-", ".parquet")
         .with_context(|| format!("reading {}", a.dir.display()))?;
-    let conn = open_db(&a.db)?;
-    let added = rows::merge_units(&conn, &files)?;
+    let added = write_db(&a.db, |conn| Ok(rows::merge_units(conn, &files)?))?;
     eprintln!(
         "{} unit files, {added} new runs added to {}",
         files.len(),

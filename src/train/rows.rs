@@ -55,7 +55,7 @@ pub fn run_id(spec: &ModelSpec, repeat: u32, seed: u64, started: SystemTime) -> 
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     let hash = spec
-        .hash_spec(&crate::ops::CANONICAL_OPS)
+        .hash_spec(&crate::ops::Op::ALL.map(|o| o.name()))
         .map_or_else(|_| "nohash".to_string(), |h| h.to_hex()[..8].to_string());
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}-{hash}-r{repeat}-s{seed}",

@@ -112,3 +112,32 @@ pub fn skipped(why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {why}");
 }
+
+/// The tiny training options of the tests: 16x16 images, stem 16, one
+/// stack of one module, batch 32.
+pub const TINY_TRAIN: [&str; 10] = [
+    "--config",
+    "stem_filter_size=16",
+    "--config",
+    "num_stacks=1",
+    "--config",
+    "num_modules_per_stack=1",
+    "--config",
+    "image_size=16",
+    "--config",
+    "batch_size=32",
+];
+
+/// The `unit-*.parquet` files a worker wrote into `out`, sorted.
+pub fn unit_files(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("unit-") && n.ends_with(".parquet"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
