@@ -41,18 +41,7 @@ fn tiny(epochs: f64) -> TrainConfig {
 }
 
 fn tiny_args() -> Vec<&'static str> {
-    vec![
-        "--config",
-        "stem_filter_size=16",
-        "--config",
-        "num_stacks=1",
-        "--config",
-        "num_modules_per_stack=1",
-        "--config",
-        "image_size=16",
-        "--config",
-        "batch_size=32",
-    ]
+    common::TINY_TRAIN.to_vec()
 }
 
 const CELL_BITS: &str = "0110000100010000";
@@ -188,6 +177,51 @@ fn same_seed_same_losses_and_a_resumed_run_ends_identically() {
         acc(&full),
         "resumed from the halfway checkpoint"
     );
+    // A damaged newest checkpoint (a flipped byte in its tensors, a torn
+    // write, junk) is passed over with a warning for the one before, and
+    // the run still ends as the uninterrupted one.
+    let newest = files.last().unwrap().clone();
+    let good = std::fs::read(&newest).unwrap();
+    let mut flipped = good.clone();
+    let at = good.len() - 40;
+    flipped[at] ^= 0x04;
+    for (what, bad) in [
+        ("flipped", flipped),
+        ("torn", good[..good.len() / 2].to_vec()),
+        ("junk", b"not a checkpoint".to_vec()),
+    ] {
+        std::fs::write(&newest, &bad).unwrap();
+        let notes = Notes::default();
+        let o = RunOptions {
+            progress: &notes,
+            ..opts(5, Some(ck.clone()))
+        };
+        let again = train(&mut Cpu, &s, &cfg, &data, &o).unwrap();
+        assert_eq!(acc(&again), acc(&full), "{what}");
+        let notes = notes.0.lock().unwrap();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("is unusable") && n.contains("trying the one before")),
+            "{what}: {notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("resuming at step")),
+            "{what}: resumed from the previous one: {notes:?}"
+        );
+    }
+}
+
+/// Collects the notes of a run.
+#[derive(Default)]
+struct Notes(std::sync::Mutex<Vec<String>>);
+
+impl nasbench::train::trainer::TrainProgress for Notes {
+    fn step(&self, _: u64, _: u64, _: f64, _: Option<f32>, _: f64) {}
+    fn evaluated(&self, _: &nasbench::train::trainer::EvalPoint) {}
+    fn note(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
 }
 
 /// SPEC.md section 5: cosine by step with base 0.1 x 2 shards and rate 0 at
@@ -472,18 +506,7 @@ fn killed_worker_resumes_without_losing_or_duplicating_units() {
             .args(tiny_args());
         c
     };
-    let units = |out: &Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(out)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("unit-") && n.ends_with(".parquet"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
+    let units = |out: &Path| common::unit_files(out);
     let mut child = worker()
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -172,6 +172,20 @@ impl Cifar {
 /// or the original's TFRecords. `image_size` is the side of the images
 /// (32 for the real data; the synthetic set may be smaller).
 pub fn load(dir: &Path, image_size: usize) -> Result<Cifar, DataError> {
+    load_classes(dir, image_size, CLASSES)
+}
+
+/// [`load`] for a network with `classes` outputs: a label outside
+/// `0..classes` is an error naming its file and record (the backends index
+/// the logits by label).
+pub fn load_classes(dir: &Path, image_size: usize, classes: usize) -> Result<Cifar, DataError> {
+    if classes == 0 {
+        return Err(DataError::Format {
+            path: dir.display().to_string(),
+            message: "a network with 0 classes (num_labels=0) cannot be trained".into(),
+        });
+    }
+    let classes = classes.min(CLASSES);
     let candidates = [
         (dir.join("cifar-10-batches-bin"), Release::Binary),
         (dir.to_path_buf(), Release::Binary),
@@ -181,7 +195,7 @@ pub fn load(dir: &Path, image_size: usize) -> Result<Cifar, DataError> {
     ];
     for (d, release) in candidates {
         if d.join(release.files()[0]).is_file() {
-            return load_release(&d, release, image_size);
+            return load_release(&d, release, image_size, classes);
         }
     }
     Err(DataError::NotFound(dir.display().to_string()))
@@ -234,7 +248,12 @@ impl Release {
     }
 }
 
-fn load_release(dir: &Path, release: Release, size: usize) -> Result<Cifar, DataError> {
+fn load_release(
+    dir: &Path,
+    release: Release,
+    size: usize,
+    classes: usize,
+) -> Result<Cifar, DataError> {
     let mut splits = Vec::new();
     for f in release.files() {
         let path = dir.join(f);
@@ -246,9 +265,9 @@ fn load_release(dir: &Path, release: Release, size: usize) -> Result<Cifar, Data
         }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let split = match release {
-            Release::Binary => parse_binary(&path, &bytes, size)?,
-            Release::Pickle => parse_pickle(&path, &bytes, size)?,
-            Release::TfRecord => parse_tfrecord(&path, &bytes, size)?,
+            Release::Binary => parse_binary(&path, &bytes, size, classes)?,
+            Release::Pickle => parse_pickle(&path, &bytes, size, classes)?,
+            Release::TfRecord => parse_tfrecord(&path, &bytes, size, classes)?,
         };
         splits.push(split);
     }
@@ -271,15 +290,33 @@ fn load_release(dir: &Path, release: Release, size: usize) -> Result<Cifar, Data
     })
 }
 
-fn check_label(path: &Path, label: i64, record: usize) -> Result<u8, DataError> {
+fn check_label(path: &Path, label: i64, record: usize, classes: usize) -> Result<u8, DataError> {
     u8::try_from(label)
         .ok()
-        .filter(|&l| usize::from(l) < CLASSES)
-        .ok_or_else(|| format_err(path, format!("record {record}: label {label} is not 0..9")))
+        .filter(|&l| usize::from(l) < classes)
+        .ok_or_else(|| {
+            let why = if classes == CLASSES {
+                String::new()
+            } else {
+                format!(" (the network has num_labels={classes})")
+            };
+            format_err(
+                path,
+                format!(
+                    "record {record}: label {label} is outside 0..={}{why}",
+                    classes - 1
+                ),
+            )
+        })
 }
 
 /// Binary release: records of 1 label byte and `3 * size * size` pixels.
-fn parse_binary(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataError> {
+fn parse_binary(
+    path: &Path,
+    bytes: &[u8],
+    size: usize,
+    classes: usize,
+) -> Result<Split, DataError> {
     let rec = 1 + 3 * size * size;
     if bytes.is_empty() || !bytes.len().is_multiple_of(rec) {
         return Err(format_err(
@@ -299,7 +336,9 @@ fn parse_binary(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataErr
         w: size,
     };
     for (i, r) in bytes.chunks_exact(rec).enumerate() {
-        split.labels.push(check_label(path, i64::from(r[0]), i)?);
+        split
+            .labels
+            .push(check_label(path, i64::from(r[0]), i, classes)?);
         split.images.extend_from_slice(&r[1..]);
     }
     Ok(split)
@@ -307,7 +346,12 @@ fn parse_binary(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataErr
 
 /// Python release: a pickled dict with `data` (a numpy uint8 array of
 /// `n x 3072`) and `labels` (a list of ints).
-fn parse_pickle(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataError> {
+fn parse_pickle(
+    path: &Path,
+    bytes: &[u8],
+    size: usize,
+    classes: usize,
+) -> Result<Split, DataError> {
     use serde_pickle::{DeOptions, HashableValue, Value};
     let value = serde_pickle::value_from_slice(bytes, DeOptions::new())
         .map_err(|e| format_err(path, format!("not a readable pickle: {e}")))?;
@@ -358,7 +402,7 @@ fn parse_pickle(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataErr
     let labels = labels
         .iter()
         .enumerate()
-        .map(|(i, &l)| check_label(path, l, i))
+        .map(|(i, &l)| check_label(path, l, i, classes))
         .collect::<Result<_, _>>()?;
     Ok(Split {
         images: data.to_vec(),
@@ -370,7 +414,12 @@ fn parse_pickle(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataErr
 
 /// The original's TFRecords: one `tf.train.Example` per image with
 /// `image` (raw bytes, channel-major) and `label` (int64).
-fn parse_tfrecord(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataError> {
+fn parse_tfrecord(
+    path: &Path,
+    bytes: &[u8],
+    size: usize,
+    classes: usize,
+) -> Result<Split, DataError> {
     let (frames, err) = crate::tfrecord::scan(bytes);
     if let Some(e) = err {
         return Err(format_err(path, e.to_string()));
@@ -413,7 +462,7 @@ fn parse_tfrecord(path: &Path, bytes: &[u8], size: usize) -> Result<Split, DataE
         }
         split
             .labels
-            .push(check_label(path, label, f.index as usize)?);
+            .push(check_label(path, label, f.index as usize, classes)?);
         split.images.extend_from_slice(image);
     }
     Ok(split)

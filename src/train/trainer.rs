@@ -189,10 +189,91 @@ impl TrainConfig {
                 )));
             }
         }
-        if self.batch_size == 0 {
-            return Err(bad("must be at least 1"));
+        self.check_key(key)
+    }
+
+    /// Checks every key against its allowed range (see
+    /// [`TrainConfig::check_key`]); the first one outside is the error.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        Self::KEYS.iter().try_for_each(|k| self.check_key(k))
+    }
+
+    /// Checks one key's value against its allowed range: the error names
+    /// the key, its value and the range. Both backends accept exactly what
+    /// passes.
+    pub fn check_key(&self, key: &str) -> Result<(), TrainError> {
+        fn int(key: &str, v: usize, lo: usize, hi: usize) -> Result<(), TrainError> {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(TrainError::Config(format!(
+                    "{key}={v}: must be an integer in {lo}..={hi}"
+                )))
+            }
         }
-        Ok(())
+        /// `v` finite and in `[lo, hi]`, or `[lo, hi)` when `open_hi`, or
+        /// `(lo, hi]` when `open_lo`.
+        fn real(
+            key: &str,
+            v: f64,
+            lo: f64,
+            hi: f64,
+            open_lo: bool,
+            open_hi: bool,
+        ) -> Result<(), TrainError> {
+            let above = if open_lo { v > lo } else { v >= lo };
+            let below = if open_hi { v < hi } else { v <= hi };
+            let num = |x: f64| {
+                if x.abs() >= 1e6 {
+                    format!("{x:e}")
+                } else {
+                    x.to_string()
+                }
+            };
+            if v.is_finite() && above && below {
+                Ok(())
+            } else {
+                Err(TrainError::Config(format!(
+                    "{key}={}: must be a number in {}{}, {}{}",
+                    num(v),
+                    if open_lo { "(" } else { "[" },
+                    num(lo),
+                    num(hi),
+                    if open_hi { ")" } else { "]" }
+                )))
+            }
+        }
+        match key {
+            "stem_filter_size" => int(key, self.stem_filter_size, 1, 4096),
+            "num_stacks" => int(key, self.num_stacks, 1, 8),
+            "num_modules_per_stack" => int(key, self.num_modules_per_stack, 1, 32),
+            "num_labels" => int(key, self.num_labels, 1, 1000),
+            "image_size" => int(key, self.image_size, 1, 1024),
+            "batch_size" => int(key, self.batch_size, 1, 65536),
+            "tpu_num_shards" => int(key, self.tpu_num_shards, 1, 1024),
+            "max_attempts" => int(key, self.max_attempts, 1, 100),
+            "train_epochs" => real(key, self.train_epochs, 0.0, 100_000.0, true, false),
+            // Any rate an f32 holds: a huge one only makes the loss NaN, which
+            // both backends retry alike.
+            "learning_rate" => real(key, self.learning_rate, 0.0, 1e38, false, false),
+            "momentum" => real(key, self.momentum, 0.0, 1.0, false, true),
+            "rmsprop_decay" => real(key, self.rmsprop_decay, 0.0, 1.0, false, true),
+            "rmsprop_epsilon" => real(key, self.rmsprop_epsilon, 0.0, 1e6, true, false),
+            "weight_decay" => real(key, self.weight_decay, 0.0, 1.0, false, false),
+            "train_seconds" => real(key, self.train_seconds, 0.0, 1e9, false, false),
+            "intermediate_evaluations" => {
+                let l = &self.intermediate_evaluations;
+                if l.windows(2).any(|w| w[0] >= w[1]) || l.iter().any(|&f| !(0.0..1.0).contains(&f))
+                {
+                    Err(TrainError::Config(format!(
+                        "intermediate_evaluations={l:?}: fractions must increase and lie in [0, 1)"
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The keys [`TrainConfig::set`] accepts.
@@ -564,6 +645,26 @@ pub fn train<B: Backend>(
     opts: &RunOptions<'_>,
 ) -> Result<TrainOutcome, TrainError> {
     let started = Instant::now();
+    cfg.validate()?;
+    for (split, name) in [
+        (&data.train, "training"),
+        (&data.valid, "validation"),
+        (&data.test, "test"),
+    ] {
+        if let Some((i, l)) = split
+            .labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| usize::from(l) >= cfg.num_labels)
+        {
+            return Err(TrainError::Data(format!(
+                "{}: image {i} of the {name} split has label {l}, outside 0..{n} \
+                 (num_labels={n})",
+                data.source,
+                n = cfg.num_labels
+            )));
+        }
+    }
     let graph = build_graph(spec, cfg)?;
     if data.train.h != cfg.image_size {
         return Err(TrainError::Data(format!(
@@ -573,7 +674,7 @@ pub fn train<B: Backend>(
     }
     let mut last_failure = String::new();
     let resume = match &opts.checkpoint_dir {
-        Some(dir) => latest_checkpoint(dir, spec, cfg, opts.seed)?,
+        Some(dir) => latest_checkpoint(dir, &graph, spec, cfg, opts.seed, opts.progress)?,
         None => None,
     };
     let first_attempt = resume.as_ref().map_or(1, |r| r.0.attempt);
@@ -859,6 +960,12 @@ fn save_checkpoint<B: Backend>(
         "nasbench".to_string(),
         serde_json::to_string(meta).map_err(|e| err(&e))?,
     );
+    let mut by_name: Vec<&(String, Vec<usize>, Vec<u8>)> = named.iter().collect();
+    by_name.sort_by(|a, b| a.0.cmp(&b.0));
+    let crc = by_name
+        .iter()
+        .fold(0, |c, (_, _, bytes)| crc32c::crc32c_append(c, bytes));
+    info.insert(CHECKPOINT_CRC.to_string(), crc.to_string());
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| err(&e))?;
     crate::export::write_atomically(&path, |f| {
         std::io::Write::write_all(f, &bytes).map_err(|source| crate::export::ExportError::Io {
@@ -870,47 +977,129 @@ fn save_checkpoint<B: Backend>(
     Ok(())
 }
 
-/// The newest checkpoint in `dir` for this cell, config and seed.
+/// The newest usable checkpoint in `dir` for this cell, config and seed.
+/// Each file is checked whole (its metadata, and every tensor the run
+/// restores: parameters, both RMSProp slots, batch-norm statistics, with
+/// their names, dtype F32 and shapes); an unusable newest file (torn,
+/// corrupt, incomplete) is passed over with a warning for the one before.
+/// A checkpoint of another cell, config or seed is an error.
 fn latest_checkpoint(
     dir: &Path,
+    graph: &Graph,
     spec: &ModelSpec,
     cfg: &TrainConfig,
     seed: u64,
+    progress: &dyn TrainProgress,
 ) -> Result<Option<Resume>, TrainError> {
-    let Ok(mut files) = super::files_named(dir, "step-", ".safetensors") else {
+    let Ok(files) = super::files_named(dir, "step-", ".safetensors") else {
         return Ok(None);
     };
-    let Some(path) = files.pop() else {
-        return Ok(None);
-    };
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(&path).map_err(|e| ckpt_err(&shown, &e.to_string()))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| ckpt_err(&shown, &e.to_string()))?;
+    for path in files.iter().rev() {
+        let shown = path.display().to_string();
+        match read_checkpoint(path, graph, spec, cfg, seed) {
+            Ok(resume) => return Ok(Some(resume)),
+            Err(Unusable::Foreign) => {
+                return Err(ckpt_err(
+                    &shown,
+                    "belongs to another cell, config or seed; use another --checkpoint-dir or remove it",
+                ));
+            }
+            Err(Unusable::Bad(why)) => {
+                progress.note(&format!(
+                    "warning: checkpoint {shown} is unusable ({why}); trying the one before"
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The metadata key of a checkpoint's CRC32C over its tensors' bytes, in
+/// name order.
+const CHECKPOINT_CRC: &str = "nasbench_crc32c";
+
+/// Why a checkpoint file cannot be resumed from.
+enum Unusable {
+    /// It is another run's.
+    Foreign,
+    /// It is damaged or incomplete.
+    Bad(String),
+}
+
+/// Reads and checks one checkpoint (see [`latest_checkpoint`]).
+fn read_checkpoint(
+    path: &Path,
+    graph: &Graph,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    seed: u64,
+) -> Result<Resume, Unusable> {
+    use safetensors::tensor::Dtype;
+    let bad = |e: &dyn std::fmt::Display| Unusable::Bad(e.to_string());
+    let bytes = std::fs::read(path).map_err(|e| bad(&e))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(&e))?;
     let meta: CheckpointMeta = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get("nasbench"))
-        .ok_or_else(|| ckpt_err(&shown, "no nasbench metadata"))
-        .and_then(|j| serde_json::from_str(j).map_err(|e| ckpt_err(&shown, &e.to_string())))?;
+        .ok_or_else(|| bad(&"no nasbench metadata"))
+        .and_then(|j| serde_json::from_str(j).map_err(|e| bad(&e)))?;
     if meta.cell != spec_key(spec) || meta.config != *cfg || meta.seed != seed {
-        return Err(ckpt_err(
-            &shown,
-            "belongs to another cell, config or seed; use another --checkpoint-dir or remove it",
-        ));
+        return Err(Unusable::Foreign);
     }
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| ckpt_err(&shown, &e.to_string()))?;
+    let stored_crc: u32 = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CHECKPOINT_CRC))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad(&"no checksum"))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(&e))?;
+    let mut views = st.tensors();
+    views.sort_by(|a, b| a.0.cmp(&b.0));
+    let crc = views
+        .iter()
+        .fold(0, |c, (_, v)| crc32c::crc32c_append(c, v.data()));
+    if crc != stored_crc {
+        return Err(bad(&"its tensors fail their checksum"));
+    }
+    let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for info in &graph.params {
+        for prefix in ["", "slot/ms/", "slot/mom/"] {
+            expected.insert(format!("{prefix}{}", info.name), info.shape.clone());
+        }
+    }
+    for (i, &c) in graph.bn_channels.iter().enumerate() {
+        expected.insert(format!("bn/{i}/mean"), vec![c]);
+        expected.insert(format!("bn/{i}/var"), vec![c]);
+    }
     let mut tensors = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let values = view
+    for (name, view) in views {
+        let Some(shape) = expected.get(&name) else {
+            return Err(bad(&format!("unexpected tensor {name}")));
+        };
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(&format!("{name} is {:?}, expected F32", view.dtype())));
+        }
+        if view.shape() != shape.as_slice() {
+            return Err(bad(&format!(
+                "{name} has shape {:?}, expected {shape:?}",
+                view.shape()
+            )));
+        }
+        let values: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(bad(&format!("{name} holds NaN or infinite values")));
+        }
         tensors.insert(name, values);
     }
-    Ok(Some((meta, tensors)))
+    if let Some(missing) = expected.keys().find(|k| !tensors.contains_key(*k)) {
+        return Err(bad(&format!("lacks {missing}")));
+    }
+    Ok((meta, tensors))
 }
 
 fn remove_checkpoints(dir: &Path) -> Result<(), TrainError> {
@@ -1022,4 +1211,86 @@ pub fn step_benchmark<B: Backend>(
         (steps * batch) as f64 / secs,
         secs * 1e3 / steps as f64
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mutated checkpoints (bit flips, random bytes, truncation, junk) are
+    /// refused or read back with the intact tensors; never a panic.
+    #[test]
+    fn mutated_checkpoints_are_refused_or_intact() {
+        const CASES: usize = 2_000;
+        let dir = tempfile::tempdir().unwrap();
+        crate::train::data::write_synthetic(dir.path(), 32, 8, 3).unwrap();
+        let data = crate::train::data::load(dir.path(), 8).unwrap();
+        let mut cfg = TrainConfig::default();
+        for (k, v) in [
+            ("stem_filter_size", "8"),
+            ("num_stacks", "1"),
+            ("num_modules_per_stack", "1"),
+            ("image_size", "8"),
+            ("batch_size", "16"),
+        ] {
+            cfg.set(k, v).unwrap();
+        }
+        cfg.train_epochs = 1.0;
+        let m = crate::parse::parse_matrix("0110000100010000").unwrap();
+        let ops = crate::parse::parse_ops("input,conv3x3-bn-relu,maxpool3x3,output").unwrap();
+        let spec = ModelSpec::new(&m, ops).unwrap();
+        let ck = dir.path().join("ck");
+        let opts = RunOptions {
+            seed: 1,
+            checkpoint_dir: Some(ck.clone()),
+            record_losses: 0,
+            report_every: 0,
+            progress: &Quiet,
+        };
+        train(&mut crate::train::Cpu, &spec, &cfg, &data, &opts).unwrap();
+        let graph = build_graph(&spec, &cfg).unwrap();
+        let files = crate::train::files_named(&ck, "step-", ".safetensors").unwrap();
+        let path = files.last().unwrap();
+        let pristine = std::fs::read(path).unwrap();
+        let Ok((_, want)) = read_checkpoint(path, &graph, &spec, &cfg, 1) else {
+            panic!("the intact checkpoint reads");
+        };
+        let mut rng = crate::api::SplitMix64::new(9);
+        let (mut refused, mut read) = (0usize, 0usize);
+        for case in 0..CASES {
+            let mut b = pristine.clone();
+            let len = b.len() as u64;
+            match rng.below(4) {
+                0 => {
+                    let at = rng.below(len) as usize;
+                    b[at] ^= 1 << rng.below(8);
+                }
+                1 => {
+                    for _ in 0..4 {
+                        let at = rng.below(len) as usize;
+                        b[at] = rng.below(256) as u8;
+                    }
+                }
+                2 => b.truncate(rng.below(len) as usize),
+                _ => b.extend((0..1 + rng.below(64)).map(|_| rng.below(256) as u8)),
+            }
+            std::fs::write(path, &b).unwrap();
+            match read_checkpoint(path, &graph, &spec, &cfg, 1) {
+                Ok((_, got)) => {
+                    assert_eq!(
+                        got, want,
+                        "case {case}: a damaged checkpoint read back other tensors"
+                    );
+                    read += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr().lock(),
+            format!("checkpoint fuzz: {CASES} cases, {refused} refused, {read} read intact\n")
+                .as_bytes(),
+        );
+        assert!(refused > CASES / 2);
+    }
 }
