@@ -102,6 +102,16 @@ fn all_repeats_and_errors() {
             .any(|r| r["final_training_time"] == 1155.85302734375)
     );
 
+    // The hash of input -> output, from the library's own hashing.
+    let unknown = ModelSpec::new(
+        &[vec![0, 1], vec![0, 0]],
+        vec!["input".into(), "output".into()],
+    )
+    .unwrap()
+    .hash()
+    .unwrap()
+    .to_hex();
+    let unknown = format!("hash {unknown} is not in the dataset");
     for (args, message) in [
         (
             vec!["--matrix", "0000", "--ops", "input,output"],
@@ -109,7 +119,7 @@ fn all_repeats_and_errors() {
         ),
         (
             vec!["--matrix", "0100", "--ops", "input,output"],
-            "hash 1e1b1c5b2d8e56c2e8f8b4b6e45d3f0c is not in the dataset",
+            unknown.as_str(),
         ),
         (
             vec!["--hash", REAL_CELLS[0].0, "--epochs", "7"],
@@ -126,21 +136,7 @@ fn all_repeats_and_errors() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(o.stdout.is_empty());
-        if message.starts_with("hash ") {
-            // The hash of input -> output, from the library's own hashing.
-            let spec = ModelSpec::new(
-                &[vec![0, 1], vec![0, 0]],
-                vec!["input".into(), "output".into()],
-            )
-            .unwrap();
-            let h = spec.hash().unwrap().to_hex();
-            assert!(
-                err.contains(&format!("hash {h} is not in the dataset")),
-                "{err}"
-            );
-        } else {
-            assert!(err.contains(message), "{args:?}: {err}");
-        }
+        assert!(err.contains(message), "{args:?}: {err}");
     }
 }
 
@@ -160,23 +156,9 @@ fn batch_answers_each_line_and_totals_the_budget() {
         h = REAL_CELLS[0].0,
     );
     let _ = h0;
-    let mut child = Command::new(BIN)
-        .args(["query", "--seed", "3", "--batch", "-", "--db"])
-        .arg(&db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines = json_lines(&String::from_utf8(o.stdout).unwrap());
+    // One line failed: every line is still answered, and the status says so.
+    let (code, lines) = batch_seeded(&db, 3, &input);
+    assert_eq!(code, Some(1));
     assert_eq!(lines.len(), 7, "six queries and the counters");
     assert_eq!(lines[0]["epochs"], 12);
     assert_eq!(lines[0]["stop_halfway"], true);
@@ -209,4 +191,95 @@ fn batch_answers_each_line_and_totals_the_budget() {
     let mut idx = db.as_os_str().to_owned();
     idx.push(".qidx");
     assert!(Path::new(&idx).is_file());
+}
+
+/// Runs a batch on stdin with `--seed seed`; returns the exit code and the
+/// output lines.
+fn batch_seeded(db: &Path, seed: u64, input: &str) -> (Option<i32>, Vec<Value>) {
+    let mut child = Command::new(BIN)
+        .args(["query", "--seed", &seed.to_string(), "--batch", "-", "--db"])
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code(),
+        json_lines(&String::from_utf8(o.stdout).unwrap()),
+    )
+}
+
+fn batch(db: &Path, input: &str) -> (Option<i32>, Vec<Value>) {
+    batch_seeded(db, 1, input)
+}
+
+#[test]
+fn batch_lines_with_unknown_keys_or_wrong_types_are_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = sample_db(dir.path());
+    let h = REAL_CELLS[0].0;
+    let cases = [
+        // The typo of `epochs` that used to answer for 108 epochs.
+        (
+            format!("{{\"hash\": \"{h}\", \"epoch\": 36}}"),
+            "unknown key \"epoch\"",
+        ),
+        (
+            format!("{{\"hash\": \"{h}\", \"epochs\": \"36\"}}"),
+            "key \"epochs\"",
+        ),
+        (
+            format!("{{\"hash\": \"{h}\", \"epochs\": -4}}"),
+            "key \"epochs\"",
+        ),
+        (
+            format!("{{\"hash\": \"{h}\", \"halfway\": 1}}"),
+            "key \"halfway\"",
+        ),
+        ("{\"hash\": 17}".to_string(), "key \"hash\""),
+        (
+            format!("{{\"hash\": \"{h}\", \"matrix\": \"0100\", \"ops\": \"input,output\"}}"),
+            "not both",
+        ),
+        (
+            "{\"matrix\": 5, \"ops\": \"input,output\"}".to_string(),
+            "key \"matrix\"",
+        ),
+        (
+            "{\"matrix\": \"0100\", \"ops\": true}".to_string(),
+            "key \"ops\"",
+        ),
+        ("{\"matrix\": \"0100\"}".to_string(), "lacks \"ops\""),
+        ("[\"0100\"]".to_string(), "[matrix, ops]"),
+    ];
+    for (line, message) in &cases {
+        let (code, lines) = batch(&db, &format!("{line}\n"));
+        assert_eq!(code, Some(1), "{line}");
+        assert_eq!(lines.len(), 2, "{line}: the error and the counters");
+        assert_eq!(lines[0]["line"], 1, "{line}");
+        let err = lines[0]["error"].as_str().unwrap_or_default();
+        assert!(err.contains(message), "{line}: {err}");
+        assert_eq!(lines[1]["budget_counters"]["total_epochs_spent"], 0);
+    }
+    // Every line failing: still a failure, one error per line.
+    let all: String = cases.iter().map(|(l, _)| format!("{l}\n")).collect();
+    let (code, lines) = batch(&db, &all);
+    assert_eq!(code, Some(1));
+    assert_eq!(lines.len(), cases.len() + 1);
+    // A clean batch exits 0.
+    let (code, lines) = batch(
+        &db,
+        &format!("{{\"hash\": \"{h}\", \"epochs\": 36, \"halfway\": false}}\n"),
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(lines[0]["epochs"], 36);
+    assert_eq!(lines[0]["module_hash"], h);
 }

@@ -7,19 +7,31 @@
 //! modification time. Layout (little-endian, every section 8-aligned):
 //!
 //! ```text
-//! "NBQIDX02" | u64 header length | JSON header | pad
+//! "NBQIDX03" | u64 header length | u32 CRC32C of buckets | u32 CRC32C of
+//!          keys and key_cell | u32 CRC32C of bytes 8..24 and the header |
+//!          pad | JSON header (with "version": 3) | pad
 //! buckets  [2^bits + 1]u32  buckets[k]..buckets[k+1]: the cells whose hash
 //!                   starts with the bits-bit prefix k (about one per bucket)
 //! cells    [n][64]  one cache line per cell, sorted by hash: the hash
 //!                   (16 big-endian MD5 bytes, = hex order), vertices,
 //!                   7 row masks, 7 labels (i8), pad, trainable parameters
 //!                   (i64, i64::MIN = NULL), repeats present per budget
-//!                   (8 x u8), pad
+//!                   (8 x u8), u32 CRC32C of the rest of the line and of
+//!                   the cell's runs, pad
 //! metrics  [n][b][r][8]f64  halfway then final (time, train, valid, test),
 //!                   NaN = NULL; 64-aligned, so one run is one cache line
 //! keys     [n]u64   canonical keys (generate::canonical_key), sorted
 //! key_cell [n]u32   the cell of each key (pad)
 //! ```
+//!
+//! Nothing is trusted before it is checked: the preamble and header by
+//! their checksum and by bounds on every field (a file of another version,
+//! a truncated or extended one, or one whose sections do not fit, does not
+//! open), the buckets and keys by their checksums when the file is opened
+//! (a few milliseconds for the full dataset), and each cell line with its
+//! runs by its own checksum whenever a lookup reads it (nanoseconds), so a
+//! one-shot query never reads the whole file and a corrupt byte is an error
+//! naming the file, never a wrong answer.
 //!
 //! No per-cell heap objects: a lookup by hash reads one bucket pair, then
 //! the cell's line (which holds its hash) and the run's line, whose
@@ -30,6 +42,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
@@ -44,7 +57,13 @@ use crate::graph::{Matrix, ModelHash};
 use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
 use crate::prefetch_line;
 
-const MAGIC: &[u8; 8] = b"NBQIDX02";
+const MAGIC: &[u8; 8] = b"NBQIDX03";
+/// The format version, also in the header.
+const VERSION: u32 = 3;
+/// Bytes before the JSON header.
+const PREAMBLE: usize = 32;
+/// Offset of a cell line's checksum.
+const CELL_CRC: usize = 48;
 /// Values per run: halfway then final (training time, train, validation, test).
 const VALUES: usize = 8;
 /// Bytes of a cell record.
@@ -84,7 +103,10 @@ impl SourceFile {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Header {
+    /// [`VERSION`].
+    version: u32,
     cells: usize,
     /// Bits of the hash prefix that numbers the buckets.
     bucket_bits: u32,
@@ -117,15 +139,24 @@ fn align8(x: usize) -> usize {
 }
 
 impl Layout {
-    fn new(start: usize, h: &Header) -> Layout {
+    /// The sections of an index whose header ends at `start`; `None` when
+    /// they would not fit in memory (a header that lies).
+    fn new(start: usize, h: &Header) -> Option<Layout> {
         let (n, b, r) = (h.cells, h.budgets.len(), h.repeats);
+        if h.bucket_bits > 24 {
+            return None;
+        }
         let buckets = align8(start);
-        let cells = (buckets + ((1usize << h.bucket_bits) + 1) * 4).div_ceil(64) * 64;
-        let metrics = cells + n * CELL_BYTES;
-        let keys = metrics + n * b * r * VALUES * 8;
-        let key_cells = keys + n * 8;
-        let end = align8(key_cells + n * 4);
-        Layout {
+        let cells = buckets
+            .checked_add(((1usize << h.bucket_bits) + 1) * 4)?
+            .div_ceil(64)
+            .checked_mul(64)?;
+        let metrics = cells.checked_add(n.checked_mul(CELL_BYTES)?)?;
+        let run_bytes = b.checked_mul(r)?.checked_mul(VALUES * 8)?;
+        let keys = metrics.checked_add(n.checked_mul(run_bytes)?)?;
+        let key_cells = keys.checked_add(n.checked_mul(8)?)?;
+        let end = align8(key_cells.checked_add(n.checked_mul(4)?)?);
+        Some(Layout {
             buckets,
             cells,
             metrics,
@@ -134,7 +165,7 @@ impl Layout {
             end,
             budgets: b,
             repeats: r,
-        }
+        })
     }
 
     /// Offset of run `r` (0-based) of cell `i` at budget index `b`: one
@@ -168,6 +199,12 @@ pub struct Index {
     pub path: Option<PathBuf>,
     /// Whether this open built it (rather than mapping a fresh file).
     pub built: bool,
+    /// Why a built index could not be written to its file (it then works
+    /// from memory only, and `path` is `None`).
+    pub write_error: Option<String>,
+    /// One bit per cell that passed [`Index::verify_cell`]: the mapping
+    /// never changes, so a cell is checked once per open.
+    verified: Box<[AtomicU64]>,
 }
 
 impl std::fmt::Debug for Index {
@@ -184,6 +221,34 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[o..o + 8]);
     u64::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[o..o + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// Bounds on every header field that a lookup relies on.
+fn header_is_sane(h: &Header) -> bool {
+    let budgets_ascending = h.budgets.windows(2).all(|w| w[0] < w[1]);
+    let mut order = h.budget_order.clone();
+    order.sort_unstable();
+    h.version == VERSION
+        && h.cells <= u32::MAX as usize
+        && (8..=24).contains(&h.bucket_bits)
+        && h.budgets.len() <= MAX_BUDGETS
+        && budgets_ascending
+        && order == h.budgets
+        && h.repeats <= usize::from(u8::MAX)
+}
+
+/// The checksum of cell line `line` (its checksum field left out) and of
+/// its runs.
+fn cell_crc(line: &[u8], runs: &[u8]) -> u32 {
+    let c = crc32c::crc32c(&line[..CELL_CRC]);
+    let c = crc32c::crc32c_append(c, &line[CELL_CRC + 4..]);
+    crc32c::crc32c_append(c, runs)
 }
 
 fn f64_at(b: &[u8], o: usize) -> Option<f64> {
@@ -203,6 +268,10 @@ impl Index {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ApiError::io(path, e)),
         };
+        // Something else in its place (a directory) is no index either.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(None);
+        }
         // SAFETY: the index is only ever replaced by rename (never written
         // in place), so the mapped file does not change under us.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ApiError::io(path, e))?;
@@ -216,47 +285,66 @@ impl Index {
         }
     }
 
+    /// Checks the preamble, the header and the bucket and key sections;
+    /// `None` when anything is off (the caller rebuilds).
     fn from_bytes(bytes: Bytes) -> Option<Index> {
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        if bytes.len() < PREAMBLE || &bytes[..8] != MAGIC {
             return None;
         }
         let hlen = usize::try_from(u64_at(&bytes, 8)).ok()?;
-        let header: Header =
-            serde_json::from_slice(bytes.get(16..16usize.checked_add(hlen)?)?).ok()?;
-        let layout = Layout::new(16 + hlen, &header);
+        let json = bytes.get(PREAMBLE..PREAMBLE.checked_add(hlen)?)?;
+        let stored = u32_at(&bytes, 24);
+        if crc32c::crc32c_append(crc32c::crc32c(&bytes[8..24]), json) != stored {
+            return None;
+        }
+        let header: Header = serde_json::from_slice(json).ok()?;
+        if !header_is_sane(&header) {
+            return None;
+        }
+        let layout = Layout::new(PREAMBLE + hlen, &header)?;
         if bytes.len() != layout.end {
             return None;
         }
-        if header.bucket_bits > 24 {
+        if crc32c::crc32c(&bytes[layout.buckets..layout.cells]) != u32_at(&bytes, 16)
+            || crc32c::crc32c(&bytes[layout.keys..layout.end]) != u32_at(&bytes, 20)
+        {
             return None;
         }
+        let verified = (0..header.cells.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Some(Index {
             bytes,
             header,
             layout,
             path: None,
             built: false,
+            write_error: None,
+            verified,
         })
     }
 
     /// Builds the index from a connection whose `models` and `evaluations`
     /// hold a dataset, stamps it with `source`, and writes it to `path`
     /// (temporary name, then rename). If writing fails the index still
-    /// works from memory, and `path` is `None`.
+    /// works from memory: `path` is `None` and `write_error` says why.
     pub fn build(
         conn: &Connection,
         source: Vec<SourceFile>,
         path: Option<&Path>,
     ) -> Result<Index, ApiError> {
         let bytes = build_bytes(conn, source)?;
+        let mut write_error = None;
         let written = path.and_then(|p| {
             crate::export::write_atomically(p, |f| {
                 f.write_all(&bytes)
+                    .and_then(|()| f.sync_all())
                     .map_err(|source| crate::export::ExportError::Io {
                         path: p.display().to_string(),
                         source,
                     })
             })
+            .map_err(|e| write_error = Some(e.to_string()))
             .ok()
             .map(|_| p.to_path_buf())
         });
@@ -266,6 +354,7 @@ impl Index {
         })?;
         ix.path = written;
         ix.built = true;
+        ix.write_error = write_error;
         Ok(ix)
     }
 
@@ -304,7 +393,8 @@ impl Index {
         self.header.keys_unique
     }
 
-    /// The hash of cell `i`.
+    /// The hash of cell `i` (a cell that a find returned, or checked with
+    /// [`Index::verify_cell`]).
     pub fn hash(&self, i: usize) -> ModelHash {
         let o = self.layout.cells + i * CELL_BYTES;
         let mut h = [0u8; 16];
@@ -323,14 +413,66 @@ impl Index {
         (u128::from_be_bytes(hash.0) >> (128 - self.header.bucket_bits)) as usize
     }
 
-    /// The cell with `hash`.
-    pub fn find_hash(&self, hash: &ModelHash) -> Option<usize> {
+    /// Checks cell `i`'s line and runs against the line's checksum, and the
+    /// fields a lookup reads against their bounds. Every lookup calls this
+    /// before it uses a cell; a failure is an error naming the file.
+    pub fn verify_cell(&self, i: usize) -> Result<(), ApiError> {
+        if i >= self.header.cells {
+            return Err(self.corrupt(format!(
+                "cell {i} is out of range ({} cells)",
+                self.header.cells
+            )));
+        }
+        let (word, bit) = (&self.verified[i / 64], 1u64 << (i % 64));
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return Ok(());
+        }
+        let o = self.layout.cells + i * CELL_BYTES;
+        let line = &self.bytes[o..o + CELL_BYTES];
+        let runs = self.layout.run(i, 0, 0);
+        let runs = &self.bytes[runs..runs + self.layout.budgets * self.layout.repeats * VALUES * 8];
+        if cell_crc(line, runs) != u32_at(line, CELL_CRC) {
+            return Err(self.corrupt(format!("cell {i} fails its checksum")));
+        }
+        let counts_fit = line[40..40 + self.layout.budgets]
+            .iter()
+            .all(|&c| usize::from(c) <= self.layout.repeats);
+        if !(2..=MAX_VERTICES as u8).contains(&line[16]) || !counts_fit {
+            return Err(self.corrupt(format!("cell {i} holds out-of-range fields")));
+        }
+        word.fetch_or(bit, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Checks every cell (what iterating over all of them reads).
+    pub fn verify_all(&self) -> Result<(), ApiError> {
+        (0..self.header.cells).try_for_each(|i| self.verify_cell(i))
+    }
+
+    fn corrupt(&self, what: String) -> ApiError {
+        ApiError::Index {
+            path: self
+                .path
+                .as_ref()
+                .map_or_else(|| "(memory)".into(), |p| p.display().to_string()),
+            message: format!(
+                "{what}: the file is corrupt; delete it and the next open rebuilds it"
+            ),
+        }
+    }
+
+    /// The cell with `hash`; every cell compared is verified first.
+    pub fn find_hash(&self, hash: &ModelHash) -> Result<Option<usize>, ApiError> {
         let prefix = self.bucket_of(hash);
         let (lo, hi) = (self.bucket(prefix), self.bucket(prefix + 1));
-        (lo..hi.min(self.header.cells)).find(|&i| {
+        for i in lo..hi.min(self.header.cells) {
+            self.verify_cell(i)?;
             let o = self.layout.cells + i * CELL_BYTES;
-            self.bytes[o..o + 16] == hash.0
-        })
+            if self.bytes[o..o + 16] == hash.0 {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
     }
 
     /// Starts loading the bucket entry of `hash` (first step of
@@ -357,8 +499,9 @@ impl Index {
         }
     }
 
-    /// The cell whose canonical key is `key`.
-    pub fn find_key(&self, key: u64) -> Option<usize> {
+    /// The cell whose canonical key is `key` (the keys were verified when
+    /// the file was opened; the cell is verified here).
+    pub fn find_key(&self, key: u64) -> Result<Option<usize>, ApiError> {
         let (mut lo, mut hi) = (0usize, self.header.cells);
         while lo < hi {
             let mid = (lo + hi) / 2;
@@ -368,16 +511,16 @@ impl Index {
             } else if k > key {
                 hi = mid;
             } else {
-                let o = self.layout.key_cells + mid * 4;
-                let mut a = [0u8; 4];
-                a.copy_from_slice(&self.bytes[o..o + 4]);
-                return Some(u32::from_le_bytes(a) as usize);
+                let cell = u32_at(&self.bytes, self.layout.key_cells + mid * 4) as usize;
+                self.verify_cell(cell)?;
+                return Ok(Some(cell));
             }
         }
-        None
+        Ok(None)
     }
 
-    /// The stored form of cell `i`.
+    /// The stored form of cell `i` (a cell that a find returned, or
+    /// checked with [`Index::verify_cell`]).
     pub fn fixed(&self, i: usize) -> FixedStats {
         let o = self.layout.cells + i * CELL_BYTES;
         let b = &self.bytes[o + 16..o + 32];
@@ -478,6 +621,36 @@ pub(crate) fn graph_of(
     LabeledGraph::from_parts(&m, &labels).ok_or_else(|| bad("not a NAS-Bench-101 cell"))
 }
 
+/// The dataset's cells as an SQL table expression: `models` without the
+/// cells that only trained runs have (`nasbench train` adds any cell,
+/// identity ops and more than 7 vertices included; the index holds the
+/// benchmark's cells, and SQL shows the trained ones).
+fn dataset_models(conn: &Connection) -> Result<String, ApiError> {
+    let has_runs: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = 'training_runs' \
+             AND schema_name = 'main' AND database_name = current_database()",
+            [],
+            |r| r.get(0),
+        )
+        .during("looking for training_runs")?;
+    let trained: i64 = if has_runs {
+        conn.query_row("SELECT count(*) FROM training_runs", [], |r| r.get(0))
+            .during("counting trained runs")?
+    } else {
+        0
+    };
+    if trained == 0 {
+        return Ok("models".into());
+    }
+    Ok(format!(
+        "(SELECT * FROM models WHERE hash NOT IN (\
+         SELECT hash FROM training_runs EXCEPT \
+         SELECT DISTINCT hash FROM evaluations WHERE source IN {DATASET_SOURCES_SQL} \
+         AND hash IN (SELECT hash FROM training_runs)))"
+    ))
+}
+
 fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, ApiError> {
     // Budgets and repeats.
     let what = "reading the budgets";
@@ -511,9 +684,12 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
         .during("configuring DuckDB")?;
 
     // Cells, in hash order (the cell numbers of the evaluations query).
+    let models = dataset_models(conn)?;
     let mut cells: Vec<([u8; 16], LabeledGraph, i64)> = Vec::new();
     let mut stmt = conn
-        .prepare("SELECT hash, adjacency, ops, trainable_parameters FROM models ORDER BY hash")
+        .prepare(&format!(
+            "SELECT hash, adjacency, ops, trainable_parameters FROM {models} ORDER BY hash"
+        ))
         .during("reading models")?;
     for batch in stmt.stream_arrow([]).during("reading models")? {
         let batch = batch.during("reading models")?;
@@ -575,6 +751,7 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
     // About one cell per bucket.
     let bucket_bits = (usize::BITS - cells.len().leading_zeros()).clamp(8, 24);
     let header = Header {
+        version: VERSION,
         cells: cells.len(),
         bucket_bits,
         budgets,
@@ -584,11 +761,12 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
         source,
     };
     let json = serde_json::to_vec(&header).map_err(|e| ApiError::Schema(e.to_string()))?;
-    let layout = Layout::new(16 + json.len(), &header);
+    let layout = Layout::new(PREAMBLE + json.len(), &header)
+        .ok_or_else(|| ApiError::Schema(format!("{} cells do not fit an index", header.cells)))?;
     let mut out = vec![0u8; layout.end];
     out[..8].copy_from_slice(MAGIC);
     out[8..16].copy_from_slice(&(json.len() as u64).to_le_bytes());
-    out[16..16 + json.len()].copy_from_slice(&json);
+    out[PREAMBLE..PREAMBLE + json.len()].copy_from_slice(&json);
     let mut next_bucket = 0usize;
     let put_bucket = |out: &mut Vec<u8>, k: usize, cell: usize| {
         out[layout.buckets + k * 4..][..4].copy_from_slice(&(cell as u32).to_le_bytes());
@@ -628,7 +806,7 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
             "SELECT m.cell, e.epochs, e.repeat, e.point, e.training_time, e.train_accuracy, \
              e.validation_accuracy, e.test_accuracy \
              FROM evaluations e LEFT JOIN \
-             (SELECT hash, (row_number() OVER (ORDER BY hash) - 1)::INTEGER AS cell FROM models) m \
+             (SELECT hash, (row_number() OVER (ORDER BY hash) - 1)::INTEGER AS cell FROM {models}) m \
              ON e.hash = m.hash \
              WHERE e.point IN (1, 2) AND e.source IN {DATASET_SOURCES_SQL}"
         ))
@@ -689,7 +867,33 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
             }
         }
     }
+    seal(&mut out, &layout, json.len());
     Ok(out)
+}
+
+/// Writes the checksums: each cell line's (over the line and its runs),
+/// then the buckets', the keys', and last the preamble's and header's.
+fn seal(out: &mut [u8], layout: &Layout, header_len: usize) {
+    let run_bytes = layout.budgets * layout.repeats * VALUES * 8;
+    let (head, rest) = out.split_at_mut(layout.metrics);
+    let lines = &mut head[layout.cells..];
+    let runs = &rest[..layout.keys - layout.metrics];
+    lines
+        .par_chunks_exact_mut(CELL_BYTES)
+        .enumerate()
+        .for_each(|(i, line)| {
+            let crc = cell_crc(line, &runs[i * run_bytes..(i + 1) * run_bytes]);
+            line[CELL_CRC..CELL_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        });
+    let buckets = crc32c::crc32c(&out[layout.buckets..layout.cells]);
+    out[16..20].copy_from_slice(&buckets.to_le_bytes());
+    let keys = crc32c::crc32c(&out[layout.keys..layout.end]);
+    out[20..24].copy_from_slice(&keys.to_le_bytes());
+    let header = crc32c::crc32c_append(
+        crc32c::crc32c(&out[8..24]),
+        &out[PREAMBLE..PREAMBLE + header_len],
+    );
+    out[24..28].copy_from_slice(&header.to_le_bytes());
 }
 
 #[cfg(test)]
@@ -699,6 +903,7 @@ mod tests {
     #[test]
     fn layout_sections_are_aligned_and_ordered() {
         let h = Header {
+            version: VERSION,
             cells: 5,
             bucket_bits: 8,
             budgets: vec![4, 108],
@@ -707,7 +912,7 @@ mod tests {
             keys_unique: true,
             source: vec![],
         };
-        let l = Layout::new(37, &h);
+        let l = Layout::new(37, &h).unwrap();
         let starts = [l.buckets, l.cells, l.metrics, l.keys, l.key_cells, l.end];
         assert!(starts.iter().all(|s| s % 8 == 0), "{l:?}");
         assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{l:?}");

@@ -101,8 +101,13 @@ pub fn connect(path: &Path) -> Result<Connection, ApiError> {
         }
         Ok(conn)
     } else if path.is_file() {
-        let conn = Connection::open_with_flags(path, config().during("configuring DuckDB")?)
-            .during(format!("opening {}", path.display()))?;
+        // A writer (a trainer storing a run) holds the file for moments.
+        let conn = crate::lock::retry_locked(
+            crate::db::OPEN_PATIENCE,
+            |_| {},
+            || Connection::open_with_flags(path, config()?),
+        )
+        .during(format!("opening {}", path.display()))?;
         Ok(conn)
     } else {
         Err(ApiError::Source {
@@ -161,7 +166,7 @@ impl Lazy {
         Ok(&self.load_budgets()?.1)
     }
 
-    /// Everything stored for `hash`, or `None` when models lacks it.
+    /// Everything stored for `hash`, or `None` when the dataset lacks it.
     pub fn cell(&mut self, hash: &ModelHash) -> Result<Option<CellMetrics>, ApiError> {
         let hex = hash.to_hex();
         let what = || format!("looking up {hex}");
@@ -185,8 +190,6 @@ impl Lazy {
                 .collect::<Result<_, _>>()?,
             other => return Err(ApiError::Schema(format!("cell {hex}: ops {other:?}"))),
         };
-        let names: Vec<&str> = ops.iter().map(String::as_str).collect();
-        let graph = graph_of(&hex, &adjacency, &names)?;
         let trainable_parameters: Option<i64> = row.get(2).during(what())?;
         drop(rows);
 
@@ -218,6 +221,14 @@ impl Lazy {
             let (epochs, m) = run.during(what())?;
             computed.entry(epochs).or_default().push(m);
         }
+        if computed.is_empty() {
+            // A cell that only trained runs have (any ops, any size): not
+            // part of the dataset's answers (SQL and `query --trained`
+            // show it).
+            return Ok(None);
+        }
+        let names: Vec<&str> = ops.iter().map(String::as_str).collect();
+        let graph = graph_of(&hex, &adjacency, &names)?;
         Ok(Some(CellMetrics {
             fixed: FixedStats {
                 hash: *hash,
@@ -228,11 +239,14 @@ impl Lazy {
         }))
     }
 
-    /// Every hash in `models`, sorted.
+    /// Every hash of the dataset (cells with dataset runs), sorted.
     pub fn hashes(&self) -> Result<Vec<ModelHash>, ApiError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT hash FROM models ORDER BY hash")
+            .prepare(&format!(
+                "SELECT DISTINCT hash FROM evaluations WHERE source IN {DATASET_SOURCES_SQL} \
+                 ORDER BY hash"
+            ))
             .during("listing hashes")?;
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))

@@ -420,6 +420,12 @@ impl NasBench {
         Ok(Self::with_store(Store::Memory(index), seed))
     }
 
+    /// Answers from an index already opened (for example with
+    /// [`Index::open_fresh`]).
+    pub fn from_index(index: Index, seed: Option<u64>) -> NasBench {
+        Self::with_store(Store::Memory(index), seed)
+    }
+
     /// Opens `path` lazily: every call is a point query against DuckDB.
     pub fn lazy(path: &Path, seed: Option<u64>) -> Result<NasBench, ApiError> {
         Ok(Self::with_store(
@@ -527,7 +533,7 @@ impl NasBench {
                 // The cell's and its runs' lines load while the bucket is
                 // searched.
                 ix.prefetch_cell(hash, b);
-                let cell = ix.find_hash(hash).ok_or(ApiError::UnknownHash(*hash))?;
+                let cell = ix.find_hash(hash)?.ok_or(ApiError::UnknownHash(*hash))?;
                 self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway)
             }
             Store::Lazy(_) => self.query_lazy(*hash, epochs, stop_halfway),
@@ -576,8 +582,9 @@ impl NasBench {
                 ix.prefetch_cell(h, b);
             }
             out.push(match ix.find_hash(hash) {
-                Some(cell) => self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway),
-                None => Err(ApiError::UnknownHash(*hash)),
+                Ok(Some(cell)) => self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway),
+                Ok(None) => Err(ApiError::UnknownHash(*hash)),
+                Err(e) => Err(e),
             });
         }
         out
@@ -632,7 +639,7 @@ impl NasBench {
     pub fn get_metrics_from_hash(&mut self, hash: &ModelHash) -> Result<CellMetrics, ApiError> {
         match &mut self.store {
             Store::Memory(ix) => {
-                let cell = ix.find_hash(hash).ok_or(ApiError::UnknownHash(*hash))?;
+                let cell = ix.find_hash(hash)?.ok_or(ApiError::UnknownHash(*hash))?;
                 Ok(cell_metrics(ix, cell))
             }
             Store::Lazy(lz) => lz.cell(hash)?.ok_or(ApiError::UnknownHash(*hash)),
@@ -654,7 +661,10 @@ impl NasBench {
     /// The original's `hash_iterator()`: every cell's hash, in hash order.
     pub fn hash_iterator(&self) -> Result<Box<dyn Iterator<Item = ModelHash> + '_>, ApiError> {
         match &self.store {
-            Store::Memory(ix) => Ok(Box::new((0..ix.len()).map(|i| ix.hash(i)))),
+            Store::Memory(ix) => {
+                ix.verify_all()?;
+                Ok(Box::new((0..ix.len()).map(|i| ix.hash(i))))
+            }
             Store::Lazy(lz) => Ok(Box::new(lz.hashes()?.into_iter())),
         }
     }
@@ -682,13 +692,13 @@ fn find_spec(ix: &Index, spec: &ModelSpec) -> Result<usize, ApiError> {
     if ix.keys_unique()
         && let Some(g) = LabeledGraph::from_parts(matrix, &labels)
     {
-        return ix.find_key(canonical_key(&g)).ok_or_else(|| {
+        return ix.find_key(canonical_key(&g))?.ok_or_else(|| {
             spec.hash()
                 .map_or_else(ApiError::from, ApiError::UnknownHash)
         });
     }
     let hash = spec.hash()?;
-    ix.find_hash(&hash).ok_or(ApiError::UnknownHash(hash))
+    ix.find_hash(&hash)?.ok_or(ApiError::UnknownHash(hash))
 }
 
 /// The dataset's interior ops in label order.

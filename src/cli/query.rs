@@ -31,8 +31,10 @@ use serde_json::{Value, json};
 /// a JSON object `{"matrix": ..., "ops": ..., "epochs": 36, "halfway": true}`
 /// (`epochs` and `halfway` optional), a JSON array `[matrix, ops]`, the
 /// text form `BITS OPS` (what `nasbench prune` prints), or a bare 32-digit
-/// hash. Blank lines and lines starting with `#` are skipped. A line that
-/// fails gets `{"error": ..., "line": N}` and the batch goes on.
+/// hash. Blank lines and lines starting with `#` are skipped. Keys other
+/// than `matrix`, `ops`, `hash`, `epochs` and `halfway`, and values of the
+/// wrong type, are errors. A line that fails gets `{"error": ..., "line":
+/// N}` and the batch goes on; the exit status is then 1.
 ///
 /// One query opens the data lazily (a point lookup in DuckDB) unless a
 /// query index already exists; a batch opens it in memory, building the
@@ -81,6 +83,11 @@ pub struct Args {
     /// Open without an index even for a batch (one DuckDB lookup per query).
     #[arg(long)]
     lazy: bool,
+    /// Print the cell's trained runs (`nasbench train`, `worker`; any ops
+    /// and size) instead of a dataset answer: one JSON line per run and
+    /// budget, from the `runs` view and `training_runs`.
+    #[arg(long, conflicts_with_all = ["batch", "all_repeats", "halfway"])]
+    trained: bool,
 }
 
 /// One parsed query line.
@@ -101,38 +108,52 @@ fn hash_from(text: &str) -> Result<ModelHash, String> {
         .map_err(|_| format!("{text:?} is not a 32-digit hex hash"))
 }
 
+/// The keys a JSON object line may have.
+const LINE_KEYS: [&str; 5] = ["matrix", "ops", "hash", "epochs", "halfway"];
+
 /// Parses a batch line: the target and its optional epochs / halfway.
+/// Unknown keys and values of the wrong type are errors naming the key.
 fn parse_line(line: &str) -> Result<(Target, Option<u32>, Option<bool>), String> {
     let t = line.trim();
     if t.starts_with('{') || t.starts_with('[') {
         let v: Value = serde_json::from_str(t).map_err(|e| format!("bad JSON: {e}"))?;
-        let (m, o, e, h) = match &v {
-            Value::Array(a) if a.len() == 2 => (&a[0], &a[1], None, None),
+        return match &v {
+            Value::Array(a) if a.len() == 2 => {
+                Ok((Target::Spec(spec_from_json(&a[0], &a[1])?), None, None))
+            }
+            Value::Array(a) => Err(format!(
+                "a JSON array line is [matrix, ops]; this one has {} elements",
+                a.len()
+            )),
             Value::Object(o) => {
-                if let Some(h) = o.get("hash").and_then(Value::as_str) {
-                    let e = epochs_of(o.get("epochs"))?;
-                    return Ok((
-                        Target::Hash(hash_from(h)?),
-                        e,
-                        o.get("halfway").and_then(Value::as_bool),
+                if let Some(k) = o.keys().find(|k| !LINE_KEYS.contains(&k.as_str())) {
+                    return Err(format!(
+                        "unknown key {k:?} (known: {})",
+                        LINE_KEYS.join(", ")
                     ));
                 }
-                let m = o.get("matrix").ok_or("JSON object lacks \"matrix\"")?;
-                let ops = o.get("ops").ok_or("JSON object lacks \"ops\"")?;
-                (m, ops, o.get("epochs"), o.get("halfway"))
+                let epochs = epochs_of(o.get("epochs"))?;
+                let halfway = halfway_of(o.get("halfway"))?;
+                let target = match (o.get("hash"), o.get("matrix"), o.get("ops")) {
+                    (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                        return Err("give \"hash\" or \"matrix\" and \"ops\", not both".into());
+                    }
+                    (Some(Value::String(h)), None, None) => Target::Hash(hash_from(h)?),
+                    (Some(other), None, None) => {
+                        return Err(format!("key \"hash\" must be a string, got {other}"));
+                    }
+                    (None, Some(m), Some(ops)) => Target::Spec(spec_from_json(m, ops)?),
+                    (None, None, _) => {
+                        return Err("JSON object lacks \"matrix\" (or \"hash\")".into());
+                    }
+                    (None, Some(_), None) => return Err("JSON object lacks \"ops\"".into()),
+                };
+                Ok((target, epochs, halfway))
             }
-            _ => return Err("expected {\"matrix\": ..., \"ops\": ...} or [matrix, ops]".into()),
+            _ => Err(
+                "expected {\"matrix\": ..., \"ops\": ...}, {\"hash\": ...} or [matrix, ops]".into(),
+            ),
         };
-        let as_text = |x: &Value| match x {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let spec = spec_from(&as_text(m), &as_text(o))?;
-        return Ok((
-            Target::Spec(spec),
-            epochs_of(e)?,
-            h.and_then(Value::as_bool),
-        ));
     }
     if t.len() == 32 && !t.contains(char::is_whitespace) {
         return Ok((Target::Hash(hash_from(t)?), None, None));
@@ -144,14 +165,46 @@ fn parse_line(line: &str) -> Result<(Target, Option<u32>, Option<bool>), String>
     Ok((Target::Spec(spec), None, None))
 }
 
+/// A spec from JSON values: the matrix a bit string or a nested list of
+/// integers, the ops a string or a list of strings or labels.
+fn spec_from_json(matrix: &Value, ops: &Value) -> Result<ModelSpec, String> {
+    let m = match matrix {
+        Value::String(s) => s.clone(),
+        Value::Array(_) => matrix.to_string(),
+        other => {
+            return Err(format!(
+                "key \"matrix\" must be a string or a list, got {other}"
+            ));
+        }
+    };
+    let o = match ops {
+        Value::String(s) => s.clone(),
+        Value::Array(_) => ops.to_string(),
+        other => {
+            return Err(format!(
+                "key \"ops\" must be a string or a list, got {other}"
+            ));
+        }
+    };
+    spec_from(&m, &o)
+}
+
 fn epochs_of(v: Option<&Value>) -> Result<Option<u32>, String> {
     match v {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
         Some(x) => x
             .as_u64()
             .and_then(|e| u32::try_from(e).ok())
             .map(Some)
-            .ok_or_else(|| format!("epochs must be a non-negative integer, got {x}")),
+            .ok_or_else(|| format!("key \"epochs\" must be a non-negative integer, got {x}")),
+    }
+}
+
+fn halfway_of(v: Option<&Value>) -> Result<Option<bool>, String> {
+    match v {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(x) => Err(format!("key \"halfway\" must be true or false, got {x}")),
     }
 }
 
@@ -187,10 +240,10 @@ fn open(a: &Args, batch: bool) -> anyhow::Result<NasBench> {
             "indexed {} cells in {:.1} s{}",
             ix.len(),
             started.elapsed().as_secs_f64(),
-            if ix.path.is_none() {
-                " (could not write the index file; it lives in memory only)"
-            } else {
-                ""
+            match &ix.write_error {
+                Some(e) =>
+                    format!(" (could not write the index file: {e}; it lives in memory only)"),
+                None => String::new(),
             }
         );
     }
@@ -213,6 +266,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if a.trained {
+        return trained_runs(&a, &target);
+    }
     let mut nb = open(&a, false)?;
     let out = if a.all_repeats {
         let metrics = match &target {
@@ -242,6 +298,53 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `--trained`: the trained runs of one cell, as JSON lines.
+fn trained_runs(a: &Args, target: &Target) -> anyhow::Result<ExitCode> {
+    let hash = match target {
+        Target::Hash(h) => *h,
+        // Trained cells are keyed by the original's hash over all seven ops.
+        Target::Spec(s) => s.hash_spec(&nasbench::ops::Op::ALL.map(|o| o.name()))?,
+    };
+    let conn = nasbench::api::lazy::connect(&a.db)
+        .with_context(|| format!("opening {}", a.db.display()))?;
+    let has_runs: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = 'training_runs'",
+            [],
+            |r| r.get(0),
+        )
+        .context("looking for training_runs")?;
+    if !has_runs {
+        eprintln!(
+            "error: {} has no trained runs (a Parquet export holds the dataset only)",
+            a.db.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT t.run_id, r.hash, r.epochs, r.repeat, t.status, t.error, t.backend, t.device, \
+         t.seed, r.trainable_parameters, r.halfway_training_time, r.halfway_train_accuracy, \
+         r.halfway_validation_accuracy, r.halfway_test_accuracy, r.final_training_time, \
+         r.final_train_accuracy, r.final_validation_accuracy, r.final_test_accuracy, \
+         r.total_time, t.config \
+         FROM training_runs t LEFT JOIN runs r ON r.source = t.run_id \
+         WHERE t.hash = ? ORDER BY r.epochs, r.repeat, t.run_id",
+    )?;
+    let batches: Vec<arrow::record_batch::RecordBatch> =
+        stmt.query_arrow([hash.to_hex()])?.collect();
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        eprintln!("error: no trained runs of {hash} in {}", a.db.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut out = std::io::stdout().lock();
+    let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+    for b in &batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_batch(a: &Args, path: &PathBuf) -> anyhow::Result<ExitCode> {
     let input: Box<dyn BufRead> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
@@ -252,6 +355,7 @@ fn run_batch(a: &Args, path: &PathBuf) -> anyhow::Result<ExitCode> {
     };
     let mut nb = open(a, true)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut failed = 0usize;
     for (k, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("reading line {} of {}", k + 1, path.display()))?;
         let t = line.trim();
@@ -269,7 +373,10 @@ fn run_batch(a: &Args, path: &PathBuf) -> anyhow::Result<ExitCode> {
         });
         let v = match answer {
             Ok(r) => r.to_json(),
-            Err(e) => json!({"error": e, "line": k + 1}),
+            Err(e) => {
+                failed += 1;
+                json!({"error": e, "line": k + 1})
+            }
         };
         writeln!(out, "{v}")?;
     }
@@ -280,5 +387,9 @@ fn run_batch(a: &Args, path: &PathBuf) -> anyhow::Result<ExitCode> {
         json!({"budget_counters": {"training_time_spent": time, "total_epochs_spent": epochs}})
     )?;
     out.flush()?;
+    if failed > 0 {
+        eprintln!("{failed} batch lines failed (their output lines hold the errors)");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
