@@ -1,6 +1,6 @@
 //! The `nasbench` binary's data commands as a user runs them: ingest, synth, demo, and fetch against a local HTTP server.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -232,53 +232,8 @@ fn demo_builds_the_database_and_prints_the_ranking() {
 
 /// A one-file HTTP/1.1 server on 127.0.0.1 that honours `Range: bytes=N-`
 /// and records the Range headers it was sent.
-fn serve(body: Vec<u8>) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/nasbench_sample.tfrecord",
-        listener.local_addr().unwrap()
-    );
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut range = None;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    range = v.trim().trim_end_matches('-').parse::<usize>().ok();
-                }
-            }
-            log.lock().unwrap().push(range.map(|r| r.to_string()));
-            let (status, part) = match range {
-                Some(from) if from < body.len() => ("206 Partial Content", &body[from..]),
-                _ => ("200 OK", &body[..]),
-            };
-            let mut head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                part.len()
-            );
-            if let Some(from) = range.filter(|&f| f < body.len()) {
-                head += &format!(
-                    "Content-Range: bytes {from}-{}/{}\r\n",
-                    body.len() - 1,
-                    body.len()
-                );
-            }
-            head += "\r\n";
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(part);
-            let _ = stream.flush();
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
-        }
-    });
-    (url, seen)
+fn serve(body: Vec<u8>) -> (String, Arc<Mutex<Vec<Option<usize>>>>) {
+    serve_stalling(body, usize::MAX, 0)
 }
 
 #[test]
@@ -307,7 +262,7 @@ fn fetch_resumes_verifies_and_ingests() {
         "{}",
         text(&o.stderr)
     );
-    assert_eq!(seen.lock().unwrap().as_slice(), [Some("1000".to_string())]);
+    assert_eq!(seen.lock().unwrap().as_slice(), [Some(1000)]);
     assert_eq!(
         std::fs::read(dir.path().join("nasbench_sample.tfrecord")).unwrap(),
         SAMPLE
@@ -420,4 +375,152 @@ fn interrupted_ingest_leaves_no_temporaries_and_the_old_database() {
         .filter(|n| n.contains(".tmp"))
         .collect();
     assert!(left.is_empty(), "temporaries left: {left:?}");
+}
+
+/// An HTTP server on 127.0.0.1 that may misbehave: its first answer sends
+/// `cut` bytes and then goes silent, the next `silent` answers send their
+/// headers and nothing more, and later ones honour `Range: bytes=N-` (a
+/// range past the end gets the whole file). It records the ranges asked.
+/// Each connection has its own thread; silent ones are held for 30 s.
+fn serve_stalling(
+    body: Vec<u8>,
+    cut: usize,
+    silent: usize,
+) -> (String, Arc<Mutex<Vec<Option<usize>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/nasbench_sample.tfrecord",
+        listener.local_addr().unwrap()
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let body = Arc::new(body);
+    std::thread::spawn(move || {
+        for (k, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let (body, log) = (body.clone(), log.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut range = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                        range = v.trim().trim_end_matches('-').parse::<usize>().ok();
+                    }
+                }
+                log.lock().unwrap().push(range);
+                let from = range.filter(|&r| r < body.len()).unwrap_or(0);
+                let part = &body[from..];
+                let status = if from > 0 {
+                    "206 Partial Content"
+                } else {
+                    "200 OK"
+                };
+                let mut head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    part.len()
+                );
+                if from > 0 {
+                    head += &format!(
+                        "Content-Range: bytes {from}-{}/{}\r\n",
+                        body.len() - 1,
+                        body.len()
+                    );
+                }
+                head += "\r\n";
+                let _ = stream.write_all(head.as_bytes());
+                let sent = match k {
+                    0 => cut.min(part.len()),
+                    k if k <= silent => 0,
+                    _ => part.len(),
+                };
+                let _ = stream.write_all(&part[..sent]);
+                let _ = stream.flush();
+                if sent < part.len() {
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn fetch_survives_a_stalled_transfer_and_resumes_it() {
+    let sha: String = Sha256::digest(SAMPLE)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (url, seen) = serve_stalling(SAMPLE.to_vec(), 3000, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let o = nasbench(
+        dir.path(),
+        &[
+            "fetch",
+            "--url",
+            &url,
+            "--sha256",
+            &sha,
+            "--no-ingest",
+            "-q",
+            "--stall-timeout",
+            "0.5",
+        ],
+    );
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // The stall is noticed within its window, not when the server lets go
+    // of the connection after 30 s.
+    assert!(
+        started.elapsed().as_secs_f64() < 20.0,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("retrying from byte 3000"), "{err}");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [None, Some(3000), Some(3000)]
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("nasbench_sample.tfrecord")).unwrap(),
+        SAMPLE
+    );
+}
+
+#[test]
+fn fetch_gives_up_on_a_dead_server_and_keeps_what_it_got() {
+    let (url, seen) = serve_stalling(SAMPLE.to_vec(), 2000, 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let sha = "0".repeat(64);
+    let o = nasbench(
+        dir.path(),
+        &[
+            "fetch",
+            "--url",
+            &url,
+            "--sha256",
+            &sha,
+            "--no-ingest",
+            "-q",
+            "--stall-timeout",
+            "0.3",
+            "--retries",
+            "2",
+        ],
+    );
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no progress after 3 attempts"), "{err}");
+    assert!(err.contains("rerun to resume from byte 2000"), "{err}");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        4,
+        "one answer with data, three silent"
+    );
+    let part = std::fs::read(dir.path().join("nasbench_sample.tfrecord.part")).unwrap();
+    assert_eq!(part, &SAMPLE[..2000]);
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use nasbench::fetch::{FULL, Fetched, ONLY108, fetch};
+use nasbench::fetch::{FULL, FetchOptions, Fetched, ONLY108, fetch_with};
 
 use super::ingest::{OutArgs, ingest_file};
 use super::progress::Bar;
@@ -17,7 +17,10 @@ use super::progress::Bar;
 /// resumes from its `.part` file when run again. The file is verified against
 /// the SHA-256 published in the NAS-Bench-101 README before it is renamed into
 /// place, then ingested into `--db` as `nasbench ingest` does. A file already
-/// present with the right SHA-256 is not downloaded again.
+/// present with the right SHA-256 is not downloaded again. A transfer that
+/// stalls (nothing for --stall-timeout seconds) or breaks off is resumed
+/// where it stopped, with pauses of 1, 2, 4, ... seconds while no byte
+/// arrives.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   nasbench fetch                      # only108 into ., then nasbench.duckdb
@@ -42,6 +45,14 @@ pub struct Args {
     /// Only download and verify; do not ingest.
     #[arg(long)]
     no_ingest: bool,
+    /// Seconds without a byte (connecting, waiting, or mid-transfer) after
+    /// which a request is dropped and resumed.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    stall_timeout: f64,
+    /// Retries in a row without progress before giving up (the `.part`
+    /// file stays; run again to resume).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    retries: u32,
     #[command(flatten)]
     out: OutArgs,
 }
@@ -61,7 +72,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
     let dest = a.dir.join(name);
     let bar = Bar::new(a.out.quiet);
-    let fetched = fetch(url, sha, &dest, &bar);
+    if !(a.stall_timeout.is_finite() && a.stall_timeout > 0.0) {
+        bail!(
+            "--stall-timeout {}: must be a positive number of seconds",
+            a.stall_timeout
+        );
+    }
+    let opts = FetchOptions {
+        stall: std::time::Duration::from_secs_f64(a.stall_timeout),
+        retries: a.retries,
+        ..FetchOptions::default()
+    };
+    let fetched = fetch_with(url, sha, &dest, &bar, &opts);
     bar.finish();
     match fetched.with_context(|| format!("fetching {url}"))? {
         Fetched::AlreadyPresent => eprintln!("{} is present and verified", dest.display()),
