@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use nasbench::train::cuda::{SOURCES, compile, nvrtc_present};
+use nasbench::train::cuda::{SOURCES, compile_cached, nvrtc_present};
 
 /// `ptxas` from PATH or from the project virtualenv (`nvidia-cuda-nvcc-cu12`).
 fn ptxas() -> Option<PathBuf> {
@@ -49,7 +49,9 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_spills() {
     let dir = tempfile::tempdir().unwrap();
     for (arch, sm) in [("compute_80", "sm_80"), ("compute_90", "sm_90")] {
         for (file, src, kernels) in SOURCES {
-            let ptx = compile(file, src, arch).unwrap_or_else(|e| panic!("{file} for {arch}: {e}"));
+            // No cache: NVRTC compiles every kernel here.
+            let ptx = compile_cached(file, src, arch, None)
+                .unwrap_or_else(|e| panic!("{file} for {arch}: {e}"));
             for k in kernels {
                 assert!(
                     ptx.contains(&format!(".entry {k}(")),
@@ -83,4 +85,47 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_spills() {
             }
         }
     }
+}
+
+#[test]
+fn a_corrupt_cached_ptx_is_compiled_again_and_replaced() {
+    if !nvrtc_present() {
+        skip_or_fail("libnvrtc not found; `. .ci/env.sh` puts it on LD_LIBRARY_PATH");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let (file, src, kernels) = SOURCES[0];
+    let fresh = compile_cached(file, src, "compute_80", Some(cache.path())).unwrap();
+    let files: Vec<PathBuf> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one cache file, no temporaries: {files:?}");
+    let path = &files[0];
+    let good = std::fs::read(path).unwrap();
+    // A flipped byte in the PTX, a torn write, and junk: each is compiled
+    // again (same PTX as NVRTC gives) and the file is mended.
+    let mut flipped = good.clone();
+    let at = good.len() - 10;
+    flipped[at] ^= 0x01;
+    for bad in [
+        flipped,
+        good[..good.len() / 2].to_vec(),
+        b"garbage".to_vec(),
+    ] {
+        std::fs::write(path, &bad).unwrap();
+        let again = compile_cached(file, src, "compute_80", Some(cache.path())).unwrap();
+        assert_eq!(again, fresh);
+        assert!(again.contains(&format!(".entry {}(", kernels[0])));
+        assert_eq!(
+            std::fs::read(path).unwrap(),
+            good,
+            "the cache file was rewritten"
+        );
+    }
+    // A good file is served as it is.
+    assert_eq!(
+        compile_cached(file, src, "compute_80", Some(cache.path())).unwrap(),
+        fresh
+    );
 }

@@ -9,7 +9,7 @@
 //! [`Backend::download`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cudarc::driver::{
@@ -109,16 +109,46 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// Compiles one kernel file to PTX for `arch` (`compute_80`, `compute_90`,
-/// ...) with NVRTC, reusing the on-disk cache when the source and target
-/// are unchanged.
+/// ...) with NVRTC, reusing the on-disk cache ([`cache_dir`]) when the
+/// source and target are unchanged.
 pub fn compile(file: &str, src: &str, arch: &'static str) -> BResult<String> {
+    compile_cached(file, src, arch, cache_dir().as_deref())
+}
+
+/// The first line of a cached PTX file: this mark, then the SHA-256 of the
+/// rest of the file.
+const PTX_MARK: &str = "// nasbench-ptx sha256 ";
+
+fn sha256_hex(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The PTX of a cache file if its checksum line matches its body.
+fn read_cached(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (first, body) = text.split_once('\n')?;
+    (first.strip_prefix(PTX_MARK)? == sha256_hex(body)).then(|| body.to_string())
+}
+
+/// [`compile`] with the cache in `cache` (none: always compile). A cache
+/// file that does not match its checksum (a torn write, another version,
+/// a bit flip) is compiled again and replaced; files are written under a
+/// unique temporary name and renamed, so concurrent workers sharing a home
+/// never read each other's half-written files.
+pub fn compile_cached(
+    file: &str,
+    src: &str,
+    arch: &'static str,
+    cache: Option<&Path>,
+) -> BResult<String> {
     let digest = sha2::Sha256::digest(format!("{arch}\n{src}").as_bytes());
     let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let cached =
-        cache_dir().map(|d| d.join(format!("{}-{arch}-{key}.ptx", file.trim_end_matches(".cu"))));
-    if let Some(p) = &cached
-        && let Ok(text) = std::fs::read_to_string(p)
-    {
+        cache.map(|d| d.join(format!("{}-{arch}-{key}.ptx", file.trim_end_matches(".cu"))));
+    if let Some(text) = cached.as_deref().and_then(read_cached) {
         return Ok(text);
     }
     if !nvrtc_present() {
@@ -139,10 +169,17 @@ pub fn compile(file: &str, src: &str, arch: &'static str) -> BResult<String> {
         && let Some(dir) = p.parent()
         && std::fs::create_dir_all(dir).is_ok()
     {
-        let tmp = p.with_extension("ptx.tmp");
-        if std::fs::write(&tmp, &text).is_ok() {
-            let _ = std::fs::rename(&tmp, &p);
-        }
+        // A cache that cannot be written only costs a compile next time.
+        let _ = crate::export::write_atomically(&p, |f| {
+            std::io::Write::write_all(
+                f,
+                format!("{PTX_MARK}{}\n{text}", sha256_hex(&text)).as_bytes(),
+            )
+            .map_err(|source| crate::export::ExportError::Io {
+                path: p.display().to_string(),
+                source,
+            })
+        });
     }
     Ok(text)
 }
