@@ -227,3 +227,48 @@ fn export_writes_every_table_and_view() {
     );
     assert!(text(&o.stderr).contains("missing.duckdb: no such database"));
 }
+
+#[test]
+fn a_missing_database_is_an_error_unless_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nasbench(
+        dir.path(),
+        &["sql", "--db", "typo.duckdb", "-c", "SELECT 1"],
+        None,
+    );
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("typo.duckdb: no such database"), "{err}");
+    assert!(!dir.path().join("typo.duckdb").exists());
+
+    let o = nasbench(
+        dir.path(),
+        &[
+            "sql",
+            "--db",
+            "new.duckdb",
+            "--create",
+            "-c",
+            "CREATE TABLE t (x INT)",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(dir.path().join("new.duckdb").exists());
+    // Once it exists, no flag is needed.
+    let o = nasbench(
+        dir.path(),
+        &[
+            "sql",
+            "--db",
+            "new.duckdb",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n FROM t",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "n\n0\n");
+}

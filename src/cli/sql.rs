@@ -28,9 +28,14 @@ use nasbench::export::write_parquet;
   nasbench sql -c \"SELECT nasbench_hash('0110 0001 0001 0000', 'input,conv3x3-bn-relu,maxpool3x3,output')\"
   nasbench sql --db nasbench.duckdb -f query.sql --format csv > out.csv")]
 pub struct Args {
-    /// The database (default: an in-memory one).
+    /// The database (default: an in-memory one). A file that does not
+    /// exist is an error (a typo would otherwise make an empty database)
+    /// unless --create is given.
     #[arg(long, default_value = ":memory:", value_name = "FILE")]
     db: PathBuf,
+    /// Create --db if it does not exist (an empty database).
+    #[arg(long)]
+    create: bool,
     /// Run these statements (repeatable) and exit.
     #[arg(short = 'c', long = "command", value_name = "SQL")]
     commands: Vec<String>,
@@ -61,6 +66,13 @@ enum Format {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.format == Format::Parquet && a.output.is_none() {
         bail!("--format parquet needs --output FILE.parquet");
+    }
+    if a.db.as_os_str() != ":memory:" && !a.create && !a.db.exists() {
+        bail!(
+            "{}: no such database (nasbench ingest FILE --db {0} makes one; \
+             --create starts an empty one)",
+            a.db.display()
+        );
     }
     let conn = open(&a.db)?;
     let mut script = a.commands.join(";\n");
