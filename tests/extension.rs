@@ -13,8 +13,8 @@ use common::{ROOT, build_extension, run, venv_bin};
 #[test]
 fn extension_loads_into_the_stock_cli_and_python() {
     let (Some(cli), Some(python)) = (venv_bin("duckdb"), venv_bin("python")) else {
-        eprintln!(
-            "SKIPPED: no .venv with duckdb-cli and duckdb (run .ci/run, or: python3 -m venv .venv && .venv/bin/pip install duckdb-cli duckdb)"
+        common::skipped(
+            "no .venv with duckdb-cli and duckdb (run .ci/run, or: python3 -m venv .venv && .venv/bin/pip install duckdb-cli duckdb)",
         );
         return;
     };

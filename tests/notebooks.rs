@@ -15,7 +15,7 @@ const SAMPLE: &[u8] = include_bytes!("fixtures/nasbench_real_sample.tfrecord");
 #[test]
 fn every_notebook_runs_without_errors() {
     let Some(python) = venv_bin("python") else {
-        eprintln!("SKIPPED: no .venv (run .ci/run)");
+        common::skipped("no .venv (run .ci/run)");
         return;
     };
     let probe = Command::new(&python)
@@ -26,13 +26,13 @@ fn every_notebook_runs_without_errors() {
         .output()
         .unwrap();
     if !probe.status.success() {
-        eprintln!(
-            "SKIPPED: the .venv lacks the notebook packages ({})",
+        common::skipped(&format!(
+            "the .venv lacks the notebook packages ({})",
             String::from_utf8_lossy(&probe.stderr)
                 .lines()
                 .last()
                 .unwrap_or("")
-        );
+        ));
         return;
     }
     let bin = Path::new(env!("CARGO_BIN_EXE_nasbench"));

@@ -296,8 +296,8 @@ fn sql_tests_pass_in_the_embedded_duckdb() {
 #[test]
 fn sql_tests_pass_in_the_stock_cli_and_python_with_the_extension() {
     let (Some(cli), Some(python)) = (venv_bin("duckdb"), venv_bin("python")) else {
-        eprintln!(
-            "SKIPPED: no .venv/bin/duckdb (run .ci/run, or: python3 -m venv .venv && .venv/bin/pip install duckdb-cli duckdb)"
+        common::skipped(
+            "no .venv/bin/duckdb (run .ci/run, or: python3 -m venv .venv && .venv/bin/pip install duckdb-cli duckdb)",
         );
         return;
     };
