@@ -3,6 +3,8 @@
 //! Prints, on this machine:
 //! - one-shot `nasbench query` from a cold process (new process, data in
 //!   the page cache), lazy (no index) and with the index: wall and peak RSS;
+//!   and with the index, database and index evicted from the page cache
+//!   (by hash and by spec);
 //! - the one-time index build (wall, peak RSS);
 //! - `NasBench::in_memory` open of the full dataset in a fresh process:
 //!   wall and peak RSS;
@@ -23,6 +25,9 @@ use nasbench::spec::ModelSpec;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nasbench");
 const README_HASH: &str = "28cfc7874f6d200472e1a9dcd8650aa0";
+const README_BITS: &str = "0111010000000100000010000100000000100000010000000";
+const README_OPS: &str =
+    "input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output";
 
 fn cache_dir() -> PathBuf {
     let bin = Path::new(BIN);
@@ -126,6 +131,41 @@ fn main() {
         wall * 1e3,
         mb(rss)
     );
+    // Disk-cold: the database and its index dropped from the page cache
+    // first (the binary stays cached), for a hash and for a spec.
+    let one_spec = || {
+        let mut c = Command::new(BIN);
+        c.args([
+            "query",
+            "--seed",
+            "1",
+            "--matrix",
+            README_BITS,
+            "--ops",
+            README_OPS,
+            "--db",
+        ])
+        .arg(&db);
+        c
+    };
+    let index_path = PathBuf::from(&index);
+    for (what, make) in [
+        ("hash", &one_shot as &dyn Fn() -> Command),
+        ("spec", &one_spec),
+    ] {
+        let (wall, rss) = repeat(9, || {
+            evict(&db);
+            evict(&index_path);
+            make()
+        });
+        println!(
+            "one-shot query by {what}, with the index, database and index evicted from the page cache: {:.1} ms wall (median of 9), {:.0} MB peak RSS",
+            wall * 1e3,
+            mb(rss)
+        );
+    }
+    // Back into the page cache for the throughput loops.
+    std::fs::read(&index_path).expect("reading the index");
     let out = Command::new(&args[0])
         .arg("--child")
         .arg(&db)
@@ -137,6 +177,16 @@ fn main() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Drops `path` from the page cache (POSIX_FADV_DONTNEED), so the next
+/// read of it comes from the disk.
+fn evict(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).expect("opening for eviction");
+    // SAFETY: a valid descriptor; the advice changes no memory of ours.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0, "posix_fadvise {}", path.display());
 }
 
 /// A fresh process: open in memory, then the throughput loops.

@@ -448,6 +448,13 @@ fn serve_stalling(
     (url, seen)
 }
 
+/// `nasbench fetch --no-ingest` of `url` into `dir`, with `extra` options.
+fn fetch_only(dir: &Path, url: &str, sha: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["fetch", "--url", url, "--sha256", sha, "--no-ingest", "-q"];
+    args.extend_from_slice(extra);
+    nasbench(dir, &args)
+}
+
 #[test]
 fn fetch_survives_a_stalled_transfer_and_resumes_it() {
     let sha: String = Sha256::digest(SAMPLE)
@@ -457,20 +464,7 @@ fn fetch_survives_a_stalled_transfer_and_resumes_it() {
     let (url, seen) = serve_stalling(SAMPLE.to_vec(), 3000, 1);
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let o = nasbench(
-        dir.path(),
-        &[
-            "fetch",
-            "--url",
-            &url,
-            "--sha256",
-            &sha,
-            "--no-ingest",
-            "-q",
-            "--stall-timeout",
-            "0.5",
-        ],
-    );
+    let o = fetch_only(dir.path(), &url, &sha, &["--stall-timeout", "0.5"]);
     let err = text(&o.stderr);
     assert!(o.status.success(), "{err}");
     // The stall is noticed within its window, not when the server lets go
@@ -496,21 +490,11 @@ fn fetch_gives_up_on_a_dead_server_and_keeps_what_it_got() {
     let (url, seen) = serve_stalling(SAMPLE.to_vec(), 2000, 1000);
     let dir = tempfile::tempdir().unwrap();
     let sha = "0".repeat(64);
-    let o = nasbench(
+    let o = fetch_only(
         dir.path(),
-        &[
-            "fetch",
-            "--url",
-            &url,
-            "--sha256",
-            &sha,
-            "--no-ingest",
-            "-q",
-            "--stall-timeout",
-            "0.3",
-            "--retries",
-            "2",
-        ],
+        &url,
+        &sha,
+        &["--stall-timeout", "0.3", "--retries", "2"],
     );
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");

@@ -7,31 +7,37 @@
 //! modification time. Layout (little-endian, every section 8-aligned):
 //!
 //! ```text
-//! "NBQIDX03" | u64 header length | u32 CRC32C of buckets | u32 CRC32C of
-//!          keys and key_cell | u32 CRC32C of bytes 8..24 and the header |
-//!          pad | JSON header (with "version": 3) | pad
+//! "NBQIDX03" | u64 header length | u32 CRC32C of the block table | pad |
+//!          u32 CRC32C of bytes 8..24 and the header | pad |
+//!          JSON header (with "version": 3) | pad
 //! buckets  [2^bits + 1]u32  buckets[k]..buckets[k+1]: the cells whose hash
 //!                   starts with the bits-bit prefix k (about one per bucket)
 //! cells    [n][64]  one cache line per cell, sorted by hash: the hash
 //!                   (16 big-endian MD5 bytes, = hex order), vertices,
 //!                   7 row masks, 7 labels (i8), pad, trainable parameters
 //!                   (i64, i64::MIN = NULL), repeats present per budget
-//!                   (8 x u8), u32 CRC32C of the rest of the line and of
-//!                   the cell's runs, pad
-//! metrics  [n][b][r][8]f64  halfway then final (time, train, valid, test),
-//!                   NaN = NULL; 64-aligned, so one run is one cache line
+//!                   (8 x u8), u32 CRC32C of the rest of the line, pad
+//! metrics  [n] per cell: [b][r][8]f64 halfway then final (time, train,
+//!                   valid, test), NaN = NULL, 64-aligned so one run is one
+//!                   cache line; then [b][r]u32 the CRC32C of each run line
+//!                   (padded to whole lines)
 //! keys     [n]u64   canonical keys (generate::canonical_key), sorted
 //! key_cell [n]u32   the cell of each key (pad)
+//! blocks   []u32    CRC32C of each 64 KiB block of the buckets, then of
+//!                   keys and key_cell together (the last block of each
+//!                   shorter)
 //! ```
 //!
 //! Nothing is trusted before it is checked: the preamble and header by
 //! their checksum and by bounds on every field (a file of another version,
 //! a truncated or extended one, or one whose sections do not fit, does not
-//! open), the buckets and keys by their checksums when the file is opened
-//! (a few milliseconds for the full dataset), and each cell line with its
-//! runs by its own checksum whenever a lookup reads it (nanoseconds), so a
-//! one-shot query never reads the whole file and a corrupt byte is an error
-//! naming the file, never a wrong answer.
+//! open), the block table by its checksum at open, each 64 KiB block of
+//! buckets and keys by its checksum when a lookup first reads it (once per
+//! open), each cell line by its checksum when a lookup first reads it (once
+//! per open), and each run line by its own checksum whenever it is read. A
+//! query reads a few blocks and three lines (cell, run, run checksums), not
+//! the whole file, and a corrupt byte is an error naming the file, never a
+//! wrong answer.
 //!
 //! No per-cell heap objects: a lookup by hash reads one bucket pair, then
 //! the cell's line (which holds its hash) and the run's line, whose
@@ -64,6 +70,10 @@ const VERSION: u32 = 3;
 const PREAMBLE: usize = 32;
 /// Offset of a cell line's checksum.
 const CELL_CRC: usize = 48;
+/// Bytes of the bucket and key sections under one checksum: a one-shot
+/// lookup reads one bucket block, or the about 10 key blocks a binary
+/// search touches.
+const BLOCK: usize = 64 * 1024;
 /// Values per run: halfway then final (training time, train, validation, test).
 const VALUES: usize = 8;
 /// Bytes of a cell record.
@@ -128,10 +138,18 @@ struct Layout {
     metrics: usize,
     keys: usize,
     key_cells: usize,
+    /// End of the key sections (`key_cell` padded).
+    keys_end: usize,
+    /// The block table, and the number of bucket blocks at its start.
+    blocks: usize,
+    bucket_blocks: usize,
+    key_blocks: usize,
     end: usize,
     /// Budgets and repeats per cell: the shape of the metrics section.
     budgets: usize,
     repeats: usize,
+    /// Bytes of one cell's metrics: its run lines, then their checksums.
+    stride: usize,
 }
 
 fn align8(x: usize) -> usize {
@@ -152,26 +170,69 @@ impl Layout {
             .div_ceil(64)
             .checked_mul(64)?;
         let metrics = cells.checked_add(n.checked_mul(CELL_BYTES)?)?;
-        let run_bytes = b.checked_mul(r)?.checked_mul(VALUES * 8)?;
-        let keys = metrics.checked_add(n.checked_mul(run_bytes)?)?;
+        let runs = b.checked_mul(r)?;
+        let stride = runs
+            .checked_mul(VALUES * 8)?
+            .checked_add(runs.checked_mul(4)?.div_ceil(64).checked_mul(64)?)?;
+        let keys = metrics.checked_add(n.checked_mul(stride)?)?;
         let key_cells = keys.checked_add(n.checked_mul(8)?)?;
-        let end = align8(key_cells.checked_add(n.checked_mul(4)?)?);
+        let keys_end = align8(key_cells.checked_add(n.checked_mul(4)?)?);
+        let bucket_blocks = (cells - buckets).div_ceil(BLOCK);
+        let key_blocks = (keys_end - keys).div_ceil(BLOCK);
+        let count = bucket_blocks + key_blocks;
+        let end = align8(keys_end.checked_add(count.checked_mul(4)?)?);
         Some(Layout {
             buckets,
             cells,
             metrics,
             keys,
             key_cells,
+            keys_end,
+            blocks: keys_end,
+            bucket_blocks,
+            key_blocks,
             end,
             budgets: b,
             repeats: r,
+            stride,
         })
+    }
+
+    /// Block `k` of the table: its byte range.
+    fn block(&self, k: usize) -> std::ops::Range<usize> {
+        let (start, end, j) = if k < self.bucket_blocks {
+            (self.buckets, self.cells, k)
+        } else {
+            (self.keys, self.keys_end, k - self.bucket_blocks)
+        };
+        let from = start + j * BLOCK;
+        from..(from + BLOCK).min(end)
+    }
+
+    /// The block holding byte `o` of the bucket or key sections.
+    fn block_of(&self, o: usize) -> usize {
+        if o < self.cells {
+            (o - self.buckets) / BLOCK
+        } else {
+            self.bucket_blocks + (o - self.keys) / BLOCK
+        }
+    }
+
+    /// Blocks in the table.
+    fn block_count(&self) -> usize {
+        self.bucket_blocks + self.key_blocks
     }
 
     /// Offset of run `r` (0-based) of cell `i` at budget index `b`: one
     /// cache line of [`VALUES`] f64.
     fn run(&self, i: usize, b: usize, r: usize) -> usize {
-        self.metrics + ((i * self.budgets + b) * self.repeats + r) * VALUES * 8
+        self.metrics + i * self.stride + (b * self.repeats + r) * VALUES * 8
+    }
+
+    /// Offset of the checksum of that run line.
+    fn run_crc(&self, i: usize, b: usize, r: usize) -> usize {
+        let runs = self.budgets * self.repeats;
+        self.metrics + i * self.stride + runs * VALUES * 8 + (b * self.repeats + r) * 4
     }
 }
 
@@ -205,6 +266,8 @@ pub struct Index {
     /// One bit per cell that passed [`Index::verify_cell`]: the mapping
     /// never changes, so a cell is checked once per open.
     verified: Box<[AtomicU64]>,
+    /// The same for the blocks of the bucket and key sections.
+    blocks_verified: Box<[AtomicU64]>,
 }
 
 impl std::fmt::Debug for Index {
@@ -243,12 +306,10 @@ fn header_is_sane(h: &Header) -> bool {
         && h.repeats <= usize::from(u8::MAX)
 }
 
-/// The checksum of cell line `line` (its checksum field left out) and of
-/// its runs.
-fn cell_crc(line: &[u8], runs: &[u8]) -> u32 {
+/// The checksum of cell line `line`, its checksum field left out.
+fn cell_crc(line: &[u8]) -> u32 {
     let c = crc32c::crc32c(&line[..CELL_CRC]);
-    let c = crc32c::crc32c_append(c, &line[CELL_CRC + 4..]);
-    crc32c::crc32c_append(c, runs)
+    crc32c::crc32c_append(c, &line[CELL_CRC + 4..])
 }
 
 fn f64_at(b: &[u8], o: usize) -> Option<f64> {
@@ -275,6 +336,10 @@ impl Index {
         // SAFETY: the index is only ever replaced by rename (never written
         // in place), so the mapped file does not change under us.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ApiError::io(path, e))?;
+        // Lookups touch a few scattered pages: without this advice each
+        // first touch reads ahead the device's whole read-ahead window
+        // (8 MiB here), 23 MB for one cold query instead of a few pages.
+        let _ = map.advise(memmap2::Advice::Random);
         let bytes = Bytes::Mapped(map);
         match Index::from_bytes(bytes) {
             Some(mut ix) if ix.header.source == source => {
@@ -305,12 +370,13 @@ impl Index {
         if bytes.len() != layout.end {
             return None;
         }
-        if crc32c::crc32c(&bytes[layout.buckets..layout.cells]) != u32_at(&bytes, 16)
-            || crc32c::crc32c(&bytes[layout.keys..layout.end]) != u32_at(&bytes, 20)
-        {
+        if crc32c::crc32c(&bytes[layout.blocks..layout.end]) != u32_at(&bytes, 16) {
             return None;
         }
         let verified = (0..header.cells.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let blocks_verified = (0..layout.block_count().div_ceil(64))
             .map(|_| AtomicU64::new(0))
             .collect();
         Some(Index {
@@ -321,6 +387,7 @@ impl Index {
             built: false,
             write_error: None,
             verified,
+            blocks_verified,
         })
     }
 
@@ -402,19 +469,45 @@ impl Index {
         ModelHash(h)
     }
 
-    fn bucket(&self, k: usize) -> usize {
+    /// Bucket entry `k`, unchecked (for prefetch hints).
+    fn bucket_hint(&self, k: usize) -> usize {
+        u32_at(&self.bytes, self.layout.buckets + k * 4) as usize
+    }
+
+    /// Bucket entry `k`, its block verified.
+    fn bucket(&self, k: usize) -> Result<usize, ApiError> {
         let o = self.layout.buckets + k * 4;
-        let mut a = [0u8; 4];
-        a.copy_from_slice(&self.bytes[o..o + 4]);
-        u32::from_le_bytes(a) as usize
+        self.verify_block(o)?;
+        Ok(u32_at(&self.bytes, o) as usize)
+    }
+
+    /// Checks the block holding byte `o` of the bucket or key sections
+    /// against its checksum, once per open.
+    fn verify_block(&self, o: usize) -> Result<(), ApiError> {
+        let k = self.layout.block_of(o);
+        let (word, bit) = (&self.blocks_verified[k / 64], 1u64 << (k % 64));
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return Ok(());
+        }
+        let stored = u32_at(&self.bytes, self.layout.blocks + k * 4);
+        if crc32c::crc32c(&self.bytes[self.layout.block(k)]) != stored {
+            let what = if k < self.layout.bucket_blocks {
+                "bucket"
+            } else {
+                "key"
+            };
+            return Err(self.corrupt(format!("{what} block {k} fails its checksum")));
+        }
+        word.fetch_or(bit, Ordering::Relaxed);
+        Ok(())
     }
 
     fn bucket_of(&self, hash: &ModelHash) -> usize {
         (u128::from_be_bytes(hash.0) >> (128 - self.header.bucket_bits)) as usize
     }
 
-    /// Checks cell `i`'s line and runs against the line's checksum, and the
-    /// fields a lookup reads against their bounds. Every lookup calls this
+    /// Checks cell `i`'s line against its checksum, and the fields a lookup
+    /// reads against their bounds (once per open). Every lookup calls this
     /// before it uses a cell; a failure is an error naming the file.
     pub fn verify_cell(&self, i: usize) -> Result<(), ApiError> {
         if i >= self.header.cells {
@@ -429,9 +522,7 @@ impl Index {
         }
         let o = self.layout.cells + i * CELL_BYTES;
         let line = &self.bytes[o..o + CELL_BYTES];
-        let runs = self.layout.run(i, 0, 0);
-        let runs = &self.bytes[runs..runs + self.layout.budgets * self.layout.repeats * VALUES * 8];
-        if cell_crc(line, runs) != u32_at(line, CELL_CRC) {
+        if cell_crc(line) != u32_at(line, CELL_CRC) {
             return Err(self.corrupt(format!("cell {i} fails its checksum")));
         }
         let counts_fit = line[40..40 + self.layout.budgets]
@@ -444,8 +535,25 @@ impl Index {
         Ok(())
     }
 
+    /// Asks the kernel to read the whole file into the page cache in the
+    /// background: for opens that will run many queries (a batch, a search
+    /// loop), which then do not wait on the disk page by page.
+    pub fn read_ahead_all(&self) {
+        if let Bytes::Mapped(m) = &self.bytes {
+            let _ = m.advise(memmap2::Advice::WillNeed);
+        }
+    }
+
     /// Checks every cell (what iterating over all of them reads).
     pub fn verify_all(&self) -> Result<(), ApiError> {
+        // One pass over the cell lines: read them ahead in bulk.
+        if let Bytes::Mapped(m) = &self.bytes {
+            let _ = m.advise_range(
+                memmap2::Advice::WillNeed,
+                self.layout.cells,
+                self.header.cells * CELL_BYTES,
+            );
+        }
         (0..self.header.cells).try_for_each(|i| self.verify_cell(i))
     }
 
@@ -464,7 +572,7 @@ impl Index {
     /// The cell with `hash`; every cell compared is verified first.
     pub fn find_hash(&self, hash: &ModelHash) -> Result<Option<usize>, ApiError> {
         let prefix = self.bucket_of(hash);
-        let (lo, hi) = (self.bucket(prefix), self.bucket(prefix + 1));
+        let (lo, hi) = (self.bucket(prefix)?, self.bucket(prefix + 1)?);
         for i in lo..hi.min(self.header.cells) {
             self.verify_cell(i)?;
             let o = self.layout.cells + i * CELL_BYTES;
@@ -488,7 +596,7 @@ impl Index {
     /// out-of-range arguments do nothing.
     #[inline]
     pub fn prefetch_cell(&self, hash: &ModelHash, b: usize) {
-        let i = self.bucket(self.bucket_of(hash));
+        let i = self.bucket_hint(self.bucket_of(hash));
         let nb = self.header.budgets.len();
         if i >= self.header.cells || b >= nb {
             return;
@@ -496,6 +604,9 @@ impl Index {
         prefetch_line(&self.bytes[self.layout.cells + i * CELL_BYTES..]);
         for r in 0..self.header.repeats {
             prefetch_line(&self.bytes[self.layout.run(i, b, r)..]);
+        }
+        if self.header.repeats > 0 {
+            prefetch_line(&self.bytes[self.layout.run_crc(i, b, 0)..]);
         }
     }
 
@@ -505,13 +616,17 @@ impl Index {
         let (mut lo, mut hi) = (0usize, self.header.cells);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let k = u64_at(&self.bytes, self.layout.keys + mid * 8);
+            let at = self.layout.keys + mid * 8;
+            self.verify_block(at)?;
+            let k = u64_at(&self.bytes, at);
             if k < key {
                 lo = mid + 1;
             } else if k > key {
                 hi = mid;
             } else {
-                let cell = u32_at(&self.bytes, self.layout.key_cells + mid * 4) as usize;
+                let at = self.layout.key_cells + mid * 4;
+                self.verify_block(at)?;
+                let cell = u32_at(&self.bytes, at) as usize;
                 self.verify_cell(cell)?;
                 return Ok(Some(cell));
             }
@@ -546,22 +661,32 @@ impl Index {
         usize::from(self.bytes[self.layout.cells + i * CELL_BYTES + 40 + b])
     }
 
-    /// Run `r` (0-based, file order) of cell `i` at budget index `b`.
-    pub fn run(&self, i: usize, b: usize, r: usize) -> Option<RunMetrics> {
+    /// Run `r` (0-based, file order) of cell `i` (a verified cell) at
+    /// budget index `b`, its line checked against its checksum; `None`
+    /// when the cell has fewer repeats.
+    pub fn run(&self, i: usize, b: usize, r: usize) -> Result<Option<RunMetrics>, ApiError> {
         if r >= self.repeat_count(i, b) {
-            return None;
+            return Ok(None);
         }
         let o = self.layout.run(i, b, r);
+        let stored = u32_at(&self.bytes, self.layout.run_crc(i, b, r));
+        if crc32c::crc32c(&self.bytes[o..o + VALUES * 8]) != stored {
+            return Err(self.corrupt(format!(
+                "cell {i}, budget {}, repeat {}: the run fails its checksum",
+                self.header.budgets[b],
+                r + 1
+            )));
+        }
         let point = |k: usize| Point {
             training_time: f64_at(&self.bytes, o + k * 32),
             train_accuracy: f64_at(&self.bytes, o + k * 32 + 8),
             validation_accuracy: f64_at(&self.bytes, o + k * 32 + 16),
             test_accuracy: f64_at(&self.bytes, o + k * 32 + 24),
         };
-        Some(RunMetrics {
+        Ok(Some(RunMetrics {
             halfway: point(0),
             last: point(1),
-        })
+        }))
     }
 }
 
@@ -871,24 +996,35 @@ fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, Ap
     Ok(out)
 }
 
-/// Writes the checksums: each cell line's (over the line and its runs),
-/// then the buckets', the keys', and last the preamble's and header's.
+/// Writes the checksums: each cell line's, each run line's,
+/// each block's of the buckets and keys, the block table's, and last the
+/// preamble's and header's.
 fn seal(out: &mut [u8], layout: &Layout, header_len: usize) {
-    let run_bytes = layout.budgets * layout.repeats * VALUES * 8;
+    let runs = layout.budgets * layout.repeats;
     let (head, rest) = out.split_at_mut(layout.metrics);
-    let lines = &mut head[layout.cells..];
-    let runs = &rest[..layout.keys - layout.metrics];
-    lines
+    head[layout.cells..]
         .par_chunks_exact_mut(CELL_BYTES)
-        .enumerate()
-        .for_each(|(i, line)| {
-            let crc = cell_crc(line, &runs[i * run_bytes..(i + 1) * run_bytes]);
+        .for_each(|line| {
+            let crc = cell_crc(line);
             line[CELL_CRC..CELL_CRC + 4].copy_from_slice(&crc.to_le_bytes());
         });
-    let buckets = crc32c::crc32c(&out[layout.buckets..layout.cells]);
-    out[16..20].copy_from_slice(&buckets.to_le_bytes());
-    let keys = crc32c::crc32c(&out[layout.keys..layout.end]);
-    out[20..24].copy_from_slice(&keys.to_le_bytes());
+    if layout.stride > 0 {
+        rest[..layout.keys - layout.metrics]
+            .par_chunks_exact_mut(layout.stride)
+            .for_each(|cell| {
+                for j in 0..runs {
+                    let crc = crc32c::crc32c(&cell[j * VALUES * 8..(j + 1) * VALUES * 8]);
+                    let at = runs * VALUES * 8 + j * 4;
+                    cell[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+                }
+            });
+    }
+    for k in 0..layout.block_count() {
+        let crc = crc32c::crc32c(&out[layout.block(k)]);
+        out[layout.blocks + k * 4..][..4].copy_from_slice(&crc.to_le_bytes());
+    }
+    let table = crc32c::crc32c(&out[layout.blocks..layout.end]);
+    out[16..20].copy_from_slice(&table.to_le_bytes());
     let header = crc32c::crc32c_append(
         crc32c::crc32c(&out[8..24]),
         &out[PREAMBLE..PREAMBLE + header_len],
@@ -919,8 +1055,45 @@ mod tests {
         assert_eq!(l.metrics % 64, 0);
         assert_eq!(l.cells % 64, 0);
         assert!(l.buckets + 257 * 4 <= l.cells);
-        assert_eq!(l.keys - l.metrics, 5 * 2 * 3 * 8 * 8);
+        // Six run lines and one line of their checksums per cell.
+        assert_eq!(l.keys - l.metrics, 5 * (2 * 3 + 1) * 64);
+        assert_eq!(l.run_crc(4, 1, 2), l.metrics + 4 * 7 * 64 + 6 * 64 + 5 * 4);
         assert!(l.cells + 5 * CELL_BYTES <= l.metrics);
+    }
+
+    /// The blocks tile the bucket and key sections exactly, for sizes
+    /// whose tables end on and off an 8-byte boundary.
+    #[test]
+    fn blocks_tile_the_bucket_and_key_sections() {
+        for cells in [0usize, 1, 40, 5_000, 423_624, 423_625, 1_000_003] {
+            let h = Header {
+                version: VERSION,
+                cells,
+                bucket_bits: (usize::BITS - cells.leading_zeros()).clamp(8, 24),
+                budgets: vec![4, 12, 36, 108],
+                budget_order: vec![108, 4, 12, 36],
+                repeats: 3,
+                keys_unique: true,
+                source: vec![],
+            };
+            let l = Layout::new(PREAMBLE + 123, &h).unwrap();
+            let ranges: Vec<_> = (0..l.block_count()).map(|k| l.block(k)).collect();
+            let covered: usize = ranges.iter().map(|r| r.len()).sum();
+            assert_eq!(
+                covered,
+                (l.cells - l.buckets) + (l.keys_end - l.keys),
+                "{cells}"
+            );
+            assert!(ranges.iter().all(|r| !r.is_empty() && r.len() <= BLOCK));
+            assert!(
+                l.blocks + l.block_count() * 4 <= l.end
+                    && l.end - l.blocks < l.block_count() * 4 + 8
+            );
+            for (k, r) in ranges.iter().enumerate() {
+                assert_eq!(l.block_of(r.start), k);
+                assert_eq!(l.block_of(r.end - 1), k);
+            }
+        }
     }
 
     #[test]

@@ -319,7 +319,11 @@ impl Sampler {
         stop_halfway: bool,
     ) -> Result<QueryResult, ApiError> {
         self.take(epochs, stop_halfway, |r| {
-            (ix.fixed(cell), ix.repeat_count(cell, b), ix.run(cell, b, r))
+            Ok((
+                ix.fixed(cell),
+                ix.repeat_count(cell, b),
+                ix.run(cell, b, r)?,
+            ))
         })
     }
 
@@ -329,10 +333,10 @@ impl Sampler {
         &mut self,
         epochs: u32,
         stop_halfway: bool,
-        run: impl FnOnce(usize) -> (FixedStats, usize, Option<RunMetrics>),
+        run: impl FnOnce(usize) -> Result<(FixedStats, usize, Option<RunMetrics>), ApiError>,
     ) -> Result<QueryResult, ApiError> {
         let r = self.rng.below(NUM_REPEATS as u64) as usize;
-        let (fixed, found, metrics) = run(r);
+        let (fixed, found, metrics) = run(r)?;
         let metrics = metrics.ok_or_else(|| ApiError::MissingRepeat {
             hash: fixed.hash,
             epochs,
@@ -410,7 +414,10 @@ impl NasBench {
     ) -> Result<NasBench, ApiError> {
         let (source, index_path) = index_location(path)?;
         let index = match Index::open_fresh(&index_path, &source)? {
-            Some(ix) => ix,
+            Some(ix) => {
+                ix.read_ahead_all();
+                ix
+            }
             None => {
                 building(&index_path);
                 let lazy = Lazy::open(path)?;
@@ -610,7 +617,7 @@ impl NasBench {
         }
         let runs = cell.computed.get(&epochs).map_or(&[][..], Vec::as_slice);
         self.sampler.take(epochs, stop_halfway, |r| {
-            (cell.fixed, runs.len(), runs.get(r).copied())
+            Ok((cell.fixed, runs.len(), runs.get(r).copied()))
         })
     }
 
@@ -640,7 +647,7 @@ impl NasBench {
         match &mut self.store {
             Store::Memory(ix) => {
                 let cell = ix.find_hash(hash)?.ok_or(ApiError::UnknownHash(*hash))?;
-                Ok(cell_metrics(ix, cell))
+                cell_metrics(ix, cell)
             }
             Store::Lazy(lz) => lz.cell(hash)?.ok_or(ApiError::UnknownHash(*hash)),
         }
@@ -652,7 +659,7 @@ impl NasBench {
         spec.check(&self.domain)?;
         if let Store::Memory(ix) = &self.store {
             let cell = find_spec(ix, spec)?;
-            return Ok(cell_metrics(ix, cell));
+            return cell_metrics(ix, cell);
         }
         let hash = spec.hash()?;
         self.get_metrics_from_hash(&hash)
@@ -706,23 +713,24 @@ fn ix_ops() -> [&'static str; 3] {
     [0, 1, 2].map(|l| label_name(l).unwrap_or("?"))
 }
 
-fn cell_metrics(ix: &Index, cell: usize) -> CellMetrics {
-    let computed = ix
-        .budgets()
-        .iter()
-        .enumerate()
-        .filter(|&(b, _)| ix.repeat_count(cell, b) > 0)
-        .map(|(b, &e)| {
-            let runs = (0..ix.repeat_count(cell, b))
-                .filter_map(|r| ix.run(cell, b, r))
-                .collect();
-            (e, runs)
-        })
-        .collect();
-    CellMetrics {
+/// Every run of a verified cell, each checked as it is read.
+fn cell_metrics(ix: &Index, cell: usize) -> Result<CellMetrics, ApiError> {
+    let mut computed = BTreeMap::new();
+    for (b, &e) in ix.budgets().iter().enumerate() {
+        let n = ix.repeat_count(cell, b);
+        if n == 0 {
+            continue;
+        }
+        let mut runs = Vec::with_capacity(n);
+        for r in 0..n {
+            runs.extend(ix.run(cell, b, r)?);
+        }
+        computed.insert(e, runs);
+    }
+    Ok(CellMetrics {
         fixed: ix.fixed(cell),
         computed,
-    }
+    })
 }
 
 #[cfg(test)]
