@@ -580,25 +580,36 @@ pub fn carry_trained_runs(new: &Connection, old: &Path) -> Result<CarriedRuns, D
         if has == 0 {
             return Ok(CarriedRuns::default());
         }
+        let old_runs: i64 =
+            new.query_row("SELECT count(*) FROM nasbench_old.training_runs", [], |r| r.get(0))?;
+        if old_runs == 0 {
+            return Ok(CarriedRuns::default());
+        }
         new.execute_batch(TRAINING_SQL)?;
-        let runs = new.execute(
-            "INSERT INTO training_runs BY NAME SELECT * FROM nasbench_old.training_runs \
+        // The runs `new` lacks; their points and cells, then the runs.
+        new.execute_batch(
+            "CREATE OR REPLACE TEMP TABLE nasbench_carried AS \
+             SELECT run_id, hash FROM nasbench_old.training_runs \
              WHERE run_id NOT IN (SELECT run_id FROM training_runs)",
+        )?;
+        let evaluations = new.execute(
+            "INSERT INTO evaluations BY NAME SELECT * FROM nasbench_old.evaluations \
+             WHERE source IN (SELECT run_id FROM nasbench_carried) \
+             ORDER BY source, epochs, repeat, point",
             [],
         )?;
         let models = new.execute(
             "INSERT INTO models BY NAME SELECT * FROM nasbench_old.models \
-             WHERE hash IN (SELECT hash FROM nasbench_old.training_runs) \
+             WHERE hash IN (SELECT hash FROM nasbench_carried) \
              AND hash NOT IN (SELECT hash FROM models)",
             [],
         )?;
-        let evaluations = new.execute(
-            "INSERT INTO evaluations BY NAME SELECT * FROM nasbench_old.evaluations \
-             WHERE source IN (SELECT run_id FROM nasbench_old.training_runs) \
-             AND source NOT IN (SELECT DISTINCT source FROM evaluations) \
-             ORDER BY source, epochs, repeat, point",
+        let runs = new.execute(
+            "INSERT INTO training_runs BY NAME SELECT * FROM nasbench_old.training_runs \
+             WHERE run_id IN (SELECT run_id FROM nasbench_carried)",
             [],
         )?;
+        new.execute_batch("DROP TABLE nasbench_carried")?;
         Ok(CarriedRuns {
             runs: runs as u64,
             evaluations: evaluations as u64,
