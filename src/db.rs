@@ -581,7 +581,9 @@ pub fn carry_trained_runs(new: &Connection, old: &Path) -> Result<CarriedRuns, D
             return Ok(CarriedRuns::default());
         }
         let old_runs: i64 =
-            new.query_row("SELECT count(*) FROM nasbench_old.training_runs", [], |r| r.get(0))?;
+            new.query_row("SELECT count(*) FROM nasbench_old.training_runs", [], |r| {
+                r.get(0)
+            })?;
         if old_runs == 0 {
             return Ok(CarriedRuns::default());
         }
