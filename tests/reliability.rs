@@ -581,25 +581,8 @@ fn a_worker_killed_ten_times_finishes_every_unit_exactly_once() {
     .unwrap();
     let out = dir.path().join("out");
     let worker = || {
-        let mut c = Command::new(BIN);
-        c.args([
-            "worker",
-            "-q",
-            "--worker-id",
-            "0",
-            "--total-workers",
-            "1",
-            "--repeats",
-            "2",
-        ])
-        .args(["--epochs", "2", "--cells"])
-        .arg(&cells)
-        .arg("--out")
-        .arg(&out)
-        .arg("--data")
-        .arg(&data)
-        .args(TINY)
-        .stderr(std::process::Stdio::null());
+        let mut c = common::worker_command(Path::new(BIN), &cells, &out, &data);
+        c.stderr(std::process::Stdio::null());
         c
     };
     let units = || -> usize {

@@ -485,27 +485,7 @@ fn killed_worker_resumes_without_losing_or_duplicating_units() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let worker = || {
-        let mut c = Command::new(BIN);
-        c.args(["worker", "-q", "--cells"])
-            .arg(&cells)
-            .args([
-                "--worker-id",
-                "0",
-                "--total-workers",
-                "1",
-                "--repeats",
-                "2",
-                "--epochs",
-                "2",
-                "--out",
-            ])
-            .arg(&out)
-            .arg("--data")
-            .arg(dir.path())
-            .args(tiny_args());
-        c
-    };
+    let worker = || common::worker_command(Path::new(BIN), &cells, &out, dir.path());
     let units = |out: &Path| common::unit_files(out);
     let mut child = worker()
         .stderr(std::process::Stdio::null())

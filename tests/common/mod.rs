@@ -141,3 +141,18 @@ pub fn unit_files(out: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// `nasbench worker` (`bin`) as the only worker of `cells`, 2 repeats of 2
+/// epochs of the tiny network on the synthetic set in `data`, units in `out`.
+pub fn worker_command(bin: &Path, cells: &Path, out: &Path, data: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.args(["worker", "-q", "--worker-id", "0", "--total-workers", "1"])
+        .args(["--repeats", "2", "--epochs", "2", "--cells"])
+        .arg(cells)
+        .arg("--out")
+        .arg(out)
+        .arg("--data")
+        .arg(data)
+        .args(TINY_TRAIN);
+    c
+}
