@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, CString, c_char};
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::RecordBatchReader;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
@@ -397,7 +397,6 @@ pub fn create_if_missing<E: From<DbError>>(
 /// Builds a new database at `path` with `build`, atomically and under the
 /// database's write lock ([`crate::lock`]).
 ///
-///
 /// The database is created in a temporary directory beside `path`, built,
 /// checkpointed and closed. Then a write-ahead log left beside the old file
 /// is checkpointed into it (DuckDB replays and removes it), so that no log
@@ -467,7 +466,7 @@ fn create_with<T: Default, E: From<DbError>>(
     // A write-ahead log beside the old file belongs to it: replayed onto
     // the new file it would corrupt it, and removed before the rename it
     // would lose the old file's last writes if the process died between.
-    let wal = wal_path(path);
+    let wal = crate::export::sidecar(path, ".wal");
     if wal.exists() {
         checkpoint_file(path)?;
         crate::lock::failpoint("replace:old-checkpointed");
@@ -520,17 +519,16 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
     }
 }
 
+/// How long a replace waits for another process to close the old file.
+const REPLACE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Opens the database at `path` for writing (waiting out another process's
-/// DuckDB lock for up to a minute), checkpoints it and closes it: its
+/// DuckDB lock for up to [`REPLACE_PATIENCE`]), checkpoints it and closes it: its
 /// write-ahead log is replayed into the file and removed.
 fn checkpoint_file(path: &Path) -> Result<(), DbError> {
     let what = format!("checkpointing {}", path.display());
-    let conn = crate::lock::retry_locked(
-        std::time::Duration::from_secs(60),
-        |_| eprintln!("waiting for another process to close {}", path.display()),
-        || Connection::open(path),
-    )
-    .during(what.clone())?;
+    let conn = crate::lock::wait_while_locked(path, REPLACE_PATIENCE, || Connection::open(path))
+        .during(what.clone())?;
     conn.execute_batch("CHECKPOINT").during(what.clone())?;
     conn.close().map_err(|(_, e)| e).during(what)
 }
@@ -553,31 +551,23 @@ pub struct CarriedRuns {
 
 /// Copies every trained run of the database at `old` (its `training_runs`
 /// rows, their `evaluations` points and the `models` rows of cells the new
-/// database lacks) into `new`, which has the dataset schema. A database
-/// without `training_runs` carries nothing; a file DuckDB cannot read is an
-/// error naming it.
+/// database lacks) into `new`, which has the dataset schema. No file at
+/// `old`, or a database without `training_runs`, carries nothing; a file
+/// DuckDB cannot read is an error naming it.
 pub fn carry_trained_runs(new: &Connection, old: &Path) -> Result<CarriedRuns, DbError> {
+    if !old.exists() {
+        return Ok(CarriedRuns::default());
+    }
     let what = format!("reading the trained runs of {}", old.display());
-    crate::lock::retry_locked(
-        std::time::Duration::from_secs(60),
-        |_| eprintln!("waiting for another process to close {}", old.display()),
-        || {
-            new.execute_batch(&format!(
-                "ATTACH {} AS nasbench_old (READ_ONLY)",
-                sql_literal(&old.to_string_lossy())
-            ))
-        },
-    )
+    crate::lock::wait_while_locked(old, REPLACE_PATIENCE, || {
+        new.execute_batch(&format!(
+            "ATTACH {} AS nasbench_old (READ_ONLY)",
+            sql_literal(&old.to_string_lossy())
+        ))
+    })
     .during(what.clone())?;
     let carried = (|| {
-        let has: i64 = new.query_row(
-            "SELECT count(*) FROM duckdb_tables() \
-             WHERE database_name = 'nasbench_old' AND schema_name = 'main' \
-             AND table_name = 'training_runs'",
-            [],
-            |r| r.get(0),
-        )?;
-        if has == 0 {
+        if !table_exists(new, Some("nasbench_old"), "training_runs")? {
             return Ok(CarriedRuns::default());
         }
         let old_runs: i64 =
@@ -624,12 +614,6 @@ pub fn carry_trained_runs(new: &Connection, old: &Path) -> Result<CarriedRuns, D
     Ok(carried)
 }
 
-fn wal_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".wal");
-    PathBuf::from(s)
-}
-
 /// How long an open waits for another process to release the file
 /// (DuckDB lets one process write a file, and a trainer holds it only while
 /// it stores a run).
@@ -639,10 +623,29 @@ pub const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30
 /// the nasbench functions registered, waiting up to [`OPEN_PATIENCE`] for
 /// another process that holds the file.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
+    open_with(path, || {
+        crate::lock::retry_locked(OPEN_PATIENCE, |_| {}, || Connection::open(path))
+    })
+}
+
+/// [`open`] for a writer that may wait long: up to `patience`, saying once
+/// on stderr that it waits for another process.
+pub fn open_waiting(path: &Path, patience: std::time::Duration) -> Result<Connection, DbError> {
+    open_with(path, || {
+        crate::lock::wait_while_locked(path, patience, || Connection::open(path))
+    })
+}
+
+/// The in-memory database for `:memory:`, else `connect`'s; with the
+/// nasbench functions registered.
+fn open_with(
+    path: &Path,
+    connect: impl FnOnce() -> duckdb::Result<Connection>,
+) -> Result<Connection, DbError> {
     let conn = if path.as_os_str() == ":memory:" {
         Connection::open_in_memory()
     } else {
-        crate::lock::retry_locked(OPEN_PATIENCE, |_| {}, || Connection::open(path))
+        connect()
     }
     .during(format!("opening {}", path.display()))?;
     crate::sqlfn::register(&conn).during("registering the nasbench functions")?;
@@ -669,6 +672,22 @@ pub fn create_views(conn: &Connection) -> Result<(), DbError> {
         .during("running sql/views.sql")?;
     conn.execute_batch(MACROS_SQL)
         .during("running sql/macros.sql")
+}
+
+/// Whether table `table` exists in schema `main` of the attached database
+/// `database` (`None`: the current one).
+pub fn table_exists(
+    conn: &Connection,
+    database: Option<&str>,
+    table: &str,
+) -> duckdb::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM duckdb_tables() \
+         WHERE database_name = coalesce(?, current_database()) \
+         AND schema_name = 'main' AND table_name = ?",
+        duckdb::params![database, table],
+        |r| r.get(0),
+    )
 }
 
 /// Quotes a string as an SQL literal.

@@ -33,15 +33,6 @@ pub const ONLY108: Release = Release {
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The server could not be reached or the transfer broke off; rerunning
-    /// resumes from what was received.
-    #[error("{url}: {source}")]
-    Http {
-        /// The address.
-        url: String,
-        /// The cause.
-        source: Box<ureq::Error>,
-    },
     /// The server answered with an unexpected status.
     #[error("{url}: server answered HTTP {status}")]
     Status {
@@ -123,9 +114,7 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
 
 /// The `.part` file a download of `dest` goes to.
 pub fn part_path(dest: &Path) -> PathBuf {
-    let mut s = dest.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
+    crate::export::sidecar(dest, ".part")
 }
 
 /// How a download copes with a bad connection.
@@ -207,7 +196,7 @@ pub fn fetch_with(
     let mut pause = opts.backoff;
     let mut started_bar = false;
     loop {
-        match attempt(&agent, url, &part, progress, &mut started_bar)? {
+        match attempt(&agent, url, &part, part_len(), progress, &mut started_bar)? {
             Attempt::Complete => break,
             Attempt::Broken(why) => {
                 let now = part_len();
@@ -256,13 +245,15 @@ pub fn fetch_with(
     })
 }
 
-/// One request from where `part` ends; appends what arrives (synced).
+/// One request from byte `have`, where `part` ends; appends what arrives
+/// (synced).
 /// Errors of the network are an [`Attempt::Broken`]; a refusing server and
 /// local file errors are errors.
 fn attempt(
     agent: &ureq::Agent,
     url: &str,
     part: &Path,
+    have: u64,
     progress: &dyn Progress,
     started_bar: &mut bool,
 ) -> Result<Attempt, FetchError> {
@@ -270,7 +261,6 @@ fn attempt(
         path: part.display().to_string(),
         source,
     };
-    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let mut req = agent.get(url);
     if have > 0 {
         req = req.header("Range", format!("bytes={have}-"));

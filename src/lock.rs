@@ -29,9 +29,7 @@ impl WriteLock {
 
 /// The lock file of database `db`: `<db>.lock` beside it.
 pub fn lock_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
+    crate::export::sidecar(db, ".lock")
 }
 
 /// Takes the write lock of `db`, waiting for another writer to finish
@@ -101,6 +99,20 @@ pub fn retry_locked<T, E: std::fmt::Display>(
             other => return other,
         }
     }
+}
+
+/// [`retry_locked`] on a file: says once on stderr that it waits for
+/// another process to close `path`.
+pub fn wait_while_locked<T, E: std::fmt::Display>(
+    path: &Path,
+    patience: Duration,
+    open: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    retry_locked(
+        patience,
+        |_| eprintln!("waiting for another process to close {}", path.display()),
+        open,
+    )
 }
 
 /// The environment variable that names a failpoint (tests only).

@@ -263,11 +263,29 @@ pub struct Index {
     /// Why a built index could not be written to its file (it then works
     /// from memory only, and `path` is `None`).
     pub write_error: Option<String>,
-    /// One bit per cell that passed [`Index::verify_cell`]: the mapping
-    /// never changes, so a cell is checked once per open.
-    verified: Box<[AtomicU64]>,
+    /// The cells that passed [`Index::verify_cell`]: the mapping never
+    /// changes, so a cell is checked once per open.
+    verified: Checked,
     /// The same for the blocks of the bucket and key sections.
-    blocks_verified: Box<[AtomicU64]>,
+    blocks_verified: Checked,
+}
+
+/// One bit per item (cell or block) that passed its check, set from any
+/// thread.
+struct Checked(Box<[AtomicU64]>);
+
+impl Checked {
+    fn new(items: usize) -> Checked {
+        Checked((0..items.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn contains(&self, k: usize) -> bool {
+        self.0[k / 64].load(Ordering::Relaxed) & (1 << (k % 64)) != 0
+    }
+
+    fn insert(&self, k: usize) {
+        self.0[k / 64].fetch_or(1 << (k % 64), Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Index {
@@ -350,8 +368,9 @@ impl Index {
         }
     }
 
-    /// Checks the preamble, the header and the bucket and key sections;
-    /// `None` when anything is off (the caller rebuilds).
+    /// Checks the preamble, the header, the layout against the file's size
+    /// and the block table; `None` when anything is off (the caller
+    /// rebuilds).
     fn from_bytes(bytes: Bytes) -> Option<Index> {
         if bytes.len() < PREAMBLE || &bytes[..8] != MAGIC {
             return None;
@@ -373,12 +392,8 @@ impl Index {
         if crc32c::crc32c(&bytes[layout.blocks..layout.end]) != u32_at(&bytes, 16) {
             return None;
         }
-        let verified = (0..header.cells.div_ceil(64))
-            .map(|_| AtomicU64::new(0))
-            .collect();
-        let blocks_verified = (0..layout.block_count().div_ceil(64))
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let verified = Checked::new(header.cells);
+        let blocks_verified = Checked::new(layout.block_count());
         Some(Index {
             bytes,
             header,
@@ -485,8 +500,7 @@ impl Index {
     /// against its checksum, once per open.
     fn verify_block(&self, o: usize) -> Result<(), ApiError> {
         let k = self.layout.block_of(o);
-        let (word, bit) = (&self.blocks_verified[k / 64], 1u64 << (k % 64));
-        if word.load(Ordering::Relaxed) & bit != 0 {
+        if self.blocks_verified.contains(k) {
             return Ok(());
         }
         let stored = u32_at(&self.bytes, self.layout.blocks + k * 4);
@@ -498,7 +512,7 @@ impl Index {
             };
             return Err(self.corrupt(format!("{what} block {k} fails its checksum")));
         }
-        word.fetch_or(bit, Ordering::Relaxed);
+        self.blocks_verified.insert(k);
         Ok(())
     }
 
@@ -516,8 +530,7 @@ impl Index {
                 self.header.cells
             )));
         }
-        let (word, bit) = (&self.verified[i / 64], 1u64 << (i % 64));
-        if word.load(Ordering::Relaxed) & bit != 0 {
+        if self.verified.contains(i) {
             return Ok(());
         }
         let o = self.layout.cells + i * CELL_BYTES;
@@ -531,7 +544,7 @@ impl Index {
         if !(2..=MAX_VERTICES as u8).contains(&line[16]) || !counts_fit {
             return Err(self.corrupt(format!("cell {i} holds out-of-range fields")));
         }
-        word.fetch_or(bit, Ordering::Relaxed);
+        self.verified.insert(i);
         Ok(())
     }
 
@@ -610,8 +623,8 @@ impl Index {
         }
     }
 
-    /// The cell whose canonical key is `key` (the keys were verified when
-    /// the file was opened; the cell is verified here).
+    /// The cell whose canonical key is `key`; every key block the search
+    /// reads, and the cell, are verified first.
     pub fn find_key(&self, key: u64) -> Result<Option<usize>, ApiError> {
         let (mut lo, mut hi) = (0usize, self.header.cells);
         while lo < hi {
@@ -751,14 +764,8 @@ pub(crate) fn graph_of(
 /// identity ops and more than 7 vertices included; the index holds the
 /// benchmark's cells, and SQL shows the trained ones).
 fn dataset_models(conn: &Connection) -> Result<String, ApiError> {
-    let has_runs: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = 'training_runs' \
-             AND schema_name = 'main' AND database_name = current_database()",
-            [],
-            |r| r.get(0),
-        )
-        .during("looking for training_runs")?;
+    let has_runs =
+        crate::db::table_exists(conn, None, "training_runs").during("looking for training_runs")?;
     let trained: i64 = if has_runs {
         conn.query_row("SELECT count(*) FROM training_runs", [], |r| r.get(0))
             .during("counting trained runs")?

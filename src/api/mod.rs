@@ -372,14 +372,10 @@ pub fn index_location(path: &Path) -> Result<(Vec<SourceFile>, PathBuf), ApiErro
         Ok((files, path.join("query.qidx")))
     } else {
         let mut files = vec![SourceFile::of(path)?];
-        let mut wal = path.as_os_str().to_owned();
-        wal.push(".wal");
-        if let Ok(f) = SourceFile::of(Path::new(&wal)) {
+        if let Ok(f) = SourceFile::of(&crate::export::sidecar(path, ".wal")) {
             files.push(f);
         }
-        let mut idx = path.as_os_str().to_owned();
-        idx.push(".qidx");
-        Ok((files, PathBuf::from(idx)))
+        Ok((files, crate::export::sidecar(path, ".qidx")))
     }
 }
 

@@ -8,9 +8,7 @@ use anyhow::Context;
 use arrow::array::RecordBatchIterator;
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
-use nasbench::db::{
-    CELLS_SQL, CarriedRuns, DbError, DuckDbContext, carry_trained_runs, create_atomically,
-};
+use nasbench::db::{CELLS_SQL, DbError, DuckDbContext, carry_trained_runs, create_atomically};
 use nasbench::export::cells_batch;
 use nasbench::generate::{GenerateOptions, generate};
 use nasbench::ingest::{IngestOptions, ingest};
@@ -75,11 +73,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             )
             .during("counting cells")?;
         // Runs trained into an earlier demo database stay.
-        let kept = if a.db.exists() {
-            carry_trained_runs(conn, &a.db)?
-        } else {
-            CarriedRuns::default()
-        };
+        let kept = carry_trained_runs(conn, &a.db)?;
         Ok::<_, anyhow::Error>((summary, space.cells.len(), covered, ranking, kept))
     });
     bar.finish();

@@ -94,7 +94,7 @@ pub fn ingest_file(file: &Path, out: &OutArgs) -> anyhow::Result<ExitCode> {
             export_parquet(conn, dir)?;
         }
         // After the Parquet export, which holds the release's data only.
-        let carried = if out.discard_trained_runs || !out.db.exists() {
+        let carried = if out.discard_trained_runs {
             None
         } else {
             bar.start_spinner("carrying over the trained runs");

@@ -302,17 +302,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 fn trained_runs(a: &Args, target: &Target) -> anyhow::Result<ExitCode> {
     let hash = match target {
         Target::Hash(h) => *h,
-        // Trained cells are keyed by the original's hash over all seven ops.
-        Target::Spec(s) => s.hash_spec(&nasbench::ops::Op::ALL.map(|o| o.name()))?,
+        Target::Spec(s) => nasbench::train::rows::trained_hash(s)?,
     };
     let conn = nasbench::api::lazy::connect(&a.db)
         .with_context(|| format!("opening {}", a.db.display()))?;
-    let has_runs: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = 'training_runs'",
-            [],
-            |r| r.get(0),
-        )
+    let has_runs = nasbench::db::table_exists(&conn, None, "training_runs")
         .context("looking for training_runs")?;
     if !has_runs {
         eprintln!(

@@ -323,11 +323,7 @@ fn write_db<T>(
             l.display()
         )
     })?;
-    let conn = nasbench::lock::retry_locked(
-        WRITE_PATIENCE,
-        |_| eprintln!("waiting for another process to close {}", path.display()),
-        || nasbench::db::open(path),
-    )?;
+    let conn = nasbench::db::open_waiting(path, WRITE_PATIENCE)?;
     let value = write(&conn)?;
     conn.close()
         .map_err(|(_, e)| e)
@@ -348,9 +344,7 @@ fn store_run(db: &Path, rec: &RunRecord<'_>) -> anyhow::Result<bool> {
     let Err(e) = stored else {
         return Ok(true);
     };
-    let mut dir = db.as_os_str().to_owned();
-    dir.push(".pending");
-    let dir = PathBuf::from(dir);
+    let dir = nasbench::export::sidecar(db, ".pending");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = dir.join(format!("unit-{}.parquet", rec.run_id));
     rows::write_unit(&file, rec).with_context(|| {
@@ -544,9 +538,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<ExitCode> {
         }
         let spec =
             spec_from_line(t).with_context(|| format!("{} line {}", a.cells.display(), k + 1))?;
-        let key = spec
-            .hash_spec(&nasbench::ops::Op::ALL.map(|o| o.name()))?
-            .to_hex();
+        let key = rows::trained_hash(&spec)?.to_hex();
         cells.push((key, spec));
     }
     // The original sorts the hashes; duplicates would be the same unit twice.

@@ -7,7 +7,8 @@ use duckdb::{Connection, params};
 
 use super::trainer::{TrainConfig, TrainOutcome};
 use crate::db::{DbError, DuckDbContext, MERGE_RUNS_SQL, TRAINING_SQL, UNIT_ROWS_SQL, sql_literal};
-use crate::spec::ModelSpec;
+use crate::graph::ModelHash;
+use crate::spec::{ModelSpec, OutOfDomain};
 
 /// One finished (or failed) run and where it came from.
 #[derive(Debug, Clone)]
@@ -39,6 +40,14 @@ fn epoch_secs(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The key of a trained cell (`models.hash`, `training_runs.hash`). Op::ALL
+/// starts with the three canonical ops, so a cell of the dataset's ops gets
+/// its dataset hash, and a cell using other ops (identity, bottlenecks) the
+/// original's hash over the labels of all seven.
+pub fn trained_hash(spec: &ModelSpec) -> Result<ModelHash, OutOfDomain> {
+    spec.hash_spec(&crate::ops::Op::ALL.map(|o| o.name()))
+}
+
 /// A run id: time, cell, repeat and seed, e.g.
 /// `20261128T051200-28cfc787-r1-s42`.
 pub fn run_id(spec: &ModelSpec, repeat: u32, seed: u64, started: SystemTime) -> String {
@@ -54,9 +63,8 @@ pub fn run_id(spec: &ModelSpec, repeat: u32, seed: u64, started: SystemTime) -> 
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let hash = spec
-        .hash_spec(&crate::ops::Op::ALL.map(|o| o.name()))
-        .map_or_else(|_| "nohash".to_string(), |h| h.to_hex()[..8].to_string());
+    let hash =
+        trained_hash(spec).map_or_else(|_| "nohash".to_string(), |h| h.to_hex()[..8].to_string());
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}-{hash}-r{repeat}-s{seed}",
         rem / 3600,
@@ -87,13 +95,7 @@ pub fn stage(conn: &Connection, rec: &RunRecord<'_>) -> Result<(), DbError> {
             path: rec.run_id.clone(),
             source: std::io::Error::other("the cell is disconnected"),
         })?;
-    // The dataset key. Op::ALL starts with the three canonical ops, so a
-    // cell of the dataset's ops gets its dataset hash, and a cell using
-    // other ops (identity, bottlenecks) the original's hash over the
-    // labels of all seven.
-    let hash = rec
-        .spec
-        .hash_spec(&crate::ops::Op::ALL.map(|o| o.name()))
+    let hash = trained_hash(rec.spec)
         .map(|h| h.to_hex())
         .unwrap_or_default();
     let nested: Vec<String> = matrix

@@ -960,11 +960,12 @@ fn save_checkpoint<B: Backend>(
         "nasbench".to_string(),
         serde_json::to_string(meta).map_err(|e| err(&e))?,
     );
-    let mut by_name: Vec<&(String, Vec<usize>, Vec<u8>)> = named.iter().collect();
-    by_name.sort_by(|a, b| a.0.cmp(&b.0));
-    let crc = by_name
-        .iter()
-        .fold(0, |c, (_, _, bytes)| crc32c::crc32c_append(c, bytes));
+    let crc = tensors_crc(
+        named
+            .iter()
+            .map(|(n, _, b)| (n.as_str(), b.as_slice()))
+            .collect(),
+    );
     info.insert(CHECKPOINT_CRC.to_string(), crc.to_string());
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| err(&e))?;
     crate::export::write_atomically(&path, |f| {
@@ -1018,6 +1019,15 @@ fn latest_checkpoint(
 /// name order.
 const CHECKPOINT_CRC: &str = "nasbench_crc32c";
 
+/// The CRC32C of the tensors' bytes in name order (what [`CHECKPOINT_CRC`]
+/// holds).
+fn tensors_crc(mut tensors: Vec<(&str, &[u8])>) -> u32 {
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    tensors
+        .iter()
+        .fold(0, |c, (_, bytes)| crc32c::crc32c_append(c, bytes))
+}
+
 /// Why a checkpoint file cannot be resumed from.
 enum Unusable {
     /// It is another run's.
@@ -1054,11 +1064,8 @@ fn read_checkpoint(
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| bad(&"no checksum"))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(&e))?;
-    let mut views = st.tensors();
-    views.sort_by(|a, b| a.0.cmp(&b.0));
-    let crc = views
-        .iter()
-        .fold(0, |c, (_, v)| crc32c::crc32c_append(c, v.data()));
+    let views = st.tensors();
+    let crc = tensors_crc(views.iter().map(|(n, v)| (n.as_str(), v.data())).collect());
     if crc != stored_crc {
         return Err(bad(&"its tensors fail their checksum"));
     }
