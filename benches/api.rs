@@ -20,8 +20,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use nasbench::api::NasBench;
-use nasbench::graph::ModelHash;
-use nasbench::spec::ModelSpec;
+use nasbench::cell::graph::ModelHash;
+use nasbench::cell::spec::ModelSpec;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nasbench");
 const README_HASH: &str = "28cfc7874f6d200472e1a9dcd8650aa0";

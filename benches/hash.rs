@@ -6,9 +6,9 @@
 
 use std::time::Instant;
 
-use nasbench::generate::{GenerateOptions, NoProgress, generate};
-use nasbench::graph::{HashScratch, hash_module_with};
-use nasbench::lanes::{BatchScratch, LANES, hash_batch};
+use nasbench::cell::generate::{GenerateOptions, NoProgress, generate};
+use nasbench::cell::graph::{HashScratch, hash_module_with};
+use nasbench::cell::lanes::{BatchScratch, LANES, hash_batch};
 
 fn main() {
     let t = Instant::now();

@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use duckdb::Connection;
+use nasbench::cell::generate::{GenerateOptions, NoProgress, generate};
+use nasbench::cell::parse::{parse_matrix, parse_ops};
+use nasbench::cell::spec::ModelSpec;
 use nasbench::db::open;
-use nasbench::generate::{GenerateOptions, NoProgress, generate};
-use nasbench::parse::{parse_matrix, parse_ops};
-use nasbench::spec::ModelSpec;
 
 const ROWS: usize = 1_000_000;
 

@@ -1,8 +1,8 @@
 //! nasbench-db: NAS-Bench-101 as a Rust library: the exact cell model and dataset hash, the network's shape, and the whole search space.
 //!
 //! ```
-//! use nasbench::spec::ModelSpec;
-//! use nasbench::parse::{parse_matrix, parse_ops};
+//! use nasbench::cell::spec::ModelSpec;
+//! use nasbench::cell::parse::{parse_matrix, parse_ops};
 //!
 //! // The Inception-like cell of the NAS-Bench-101 README.
 //! let matrix = parse_matrix("0111010 0000001 0000001 0000100 0000001 0000001 0000000").unwrap();
@@ -13,29 +13,15 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod cleanup;
+pub mod cell;
+pub mod dataset;
 pub mod db;
-pub mod export;
-pub mod extension;
-pub mod fetch;
-pub mod generate;
-pub mod graph;
-pub mod ingest;
-pub mod lanes;
-pub mod lock;
-pub mod network;
-pub mod ops;
-pub mod parse;
-pub mod record;
-pub mod spec;
-pub mod sqlfn;
-pub mod synth;
-pub mod tfrecord;
+pub mod output;
 pub mod train;
 
-pub use graph::{Matrix, ModelHash};
-pub use network::NetworkConfig;
-pub use spec::{Domain, ModelSpec, OutOfDomain, SpecError};
+pub use cell::graph::{Matrix, ModelHash};
+pub use cell::network::NetworkConfig;
+pub use cell::spec::{Domain, ModelSpec, OutOfDomain, SpecError};
 
 /// Peak resident memory of this process, from /proc (Linux only).
 pub fn peak_rss_bytes() -> Option<u64> {

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     // Ctrl-C: remove half-written temporaries (earlier outputs were never
     // touched: every output is renamed into place only when complete).
     let _ = ctrlc::set_handler(|| {
-        nasbench::cleanup::remove_all();
+        nasbench::output::cleanup::remove_all();
         eprintln!("interrupted; temporary files removed, earlier outputs unchanged");
         // `_exit`, not `std::process::exit`: the latter runs C++ static
         // destructors while DuckDB's threads are still working, which

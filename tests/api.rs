@@ -7,11 +7,11 @@ use std::process::Command;
 
 use common::{REAL_CELLS, ROOT};
 use nasbench::api::{ApiError, NasBench, QueryResult};
+use nasbench::cell::generate::NoProgress;
+use nasbench::cell::graph::ModelHash;
+use nasbench::cell::spec::ModelSpec;
 use nasbench::db::create_atomically;
-use nasbench::generate::NoProgress;
-use nasbench::graph::ModelHash;
-use nasbench::ingest::{IngestOptions, export_parquet, ingest};
-use nasbench::spec::ModelSpec;
+use nasbench::db::ingest::{IngestOptions, export_parquet, ingest};
 use serde_json::{Value, json};
 
 const SEED: u64 = 20181101;
@@ -24,7 +24,7 @@ fn sample_sources(dir: &Path) -> (PathBuf, PathBuf) {
     let pq = dir.join("parquet");
     create_atomically(&db, |conn| {
         let s = ingest(conn, &file, &IngestOptions::default(), &NoProgress);
-        export_parquet(conn, &pq).map_err(nasbench::ingest::IngestError::from)?;
+        export_parquet(conn, &pq).map_err(nasbench::db::ingest::IngestError::from)?;
         s
     })
     .unwrap();

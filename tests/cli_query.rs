@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::{REAL_CELLS, ROOT, run};
 use nasbench::api::NasBench;
-use nasbench::spec::ModelSpec;
+use nasbench::cell::spec::ModelSpec;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nasbench");

@@ -3,9 +3,9 @@
 use std::io::Write;
 
 use nasbench::api::SplitMix64;
-use nasbench::parse::{parse_matrix, parse_ops};
-use nasbench::record::decode;
-use nasbench::tfrecord::scan;
+use nasbench::cell::parse::{parse_matrix, parse_ops};
+use nasbench::dataset::record::decode;
+use nasbench::dataset::tfrecord::scan;
 use nasbench::train::data;
 
 const SAMPLE: &[u8] = include_bytes!("fixtures/nasbench_real_sample.tfrecord");

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use common::{REAL_CELLS, sample_rows};
-use nasbench::generate::{GenerateError, GenerateOptions, NoProgress, Space, generate};
+use nasbench::cell::generate::{GenerateError, GenerateOptions, NoProgress, Space, generate};
 
 fn full_space() -> &'static Space {
     static SPACE: OnceLock<Space> = OnceLock::new();

@@ -9,8 +9,8 @@ use common::run;
 use nasbench::api::{
     ApiError, CellMetrics, Index, NasBench, QueryResult, SplitMix64, index_location,
 };
-use nasbench::graph::ModelHash;
-use nasbench::spec::ModelSpec;
+use nasbench::cell::graph::ModelHash;
+use nasbench::cell::spec::ModelSpec;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nasbench");
 const CASES: usize = 10_000;

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use common::REAL_CELLS;
 use duckdb::Connection;
+use nasbench::cell::generate::{GenerateOptions, NoProgress, generate};
+use nasbench::dataset::record::{ModelMetrics, decode, encode};
+use nasbench::dataset::synth::{SynthOptions, write_synthetic};
+use nasbench::dataset::tfrecord::{scan, write_record};
 use nasbench::db::create_atomically;
-use nasbench::generate::{GenerateOptions, NoProgress, generate};
-use nasbench::ingest::{IngestError, IngestOptions, Summary, export_parquet, ingest};
-use nasbench::record::{ModelMetrics, decode, encode};
-use nasbench::synth::{SynthOptions, write_synthetic};
-use nasbench::tfrecord::{scan, write_record};
+use nasbench::db::ingest::{IngestError, IngestOptions, Summary, export_parquet, ingest};
 
 const SAMPLE: &[u8] = include_bytes!("fixtures/nasbench_real_sample.tfrecord");
 /// Every evaluation point of the sample, decoded by the independent pure

@@ -4,8 +4,8 @@
 mod common;
 
 use common::spec;
-use nasbench::graph::{Matrix, hash_module, is_isomorphic, permute_labels};
-use nasbench::network::compute_vertex_channels;
+use nasbench::cell::graph::{Matrix, hash_module, is_isomorphic, permute_labels};
+use nasbench::cell::network::compute_vertex_channels;
 
 fn m(rows: &[&[u8]]) -> Matrix {
     let v: Vec<Vec<u8>> = rows.iter().map(|r| r.to_vec()).collect();

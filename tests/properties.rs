@@ -1,10 +1,10 @@
 //! Property tests: the hash is a graph invariant; no input makes the cell model panic.
 
-use nasbench::graph::{Matrix, hash_module, is_isomorphic, permute_labels};
-use nasbench::lanes::{BatchScratch, LANES, hash_batch};
-use nasbench::network::{NetworkConfig, compute_vertex_channels, trainable_parameters};
-use nasbench::parse::{parse_matrix, parse_ops};
-use nasbench::spec::{Domain, ModelSpec};
+use nasbench::cell::graph::{Matrix, hash_module, is_isomorphic, permute_labels};
+use nasbench::cell::lanes::{BatchScratch, LANES, hash_batch};
+use nasbench::cell::network::{NetworkConfig, compute_vertex_channels, trainable_parameters};
+use nasbench::cell::parse::{parse_matrix, parse_ops};
+use nasbench::cell::spec::{Domain, ModelSpec};
 use proptest::prelude::*;
 
 /// A random upper-triangular cell of 2..=9 vertices with dataset ops.

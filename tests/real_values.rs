@@ -4,10 +4,10 @@
 mod common;
 
 use common::{REAL_CELLS, sample_rows, spec};
-use nasbench::graph::{Matrix, hash_module};
-use nasbench::network::{NetworkConfig, trainable_parameters};
-use nasbench::parse::{parse_matrix, parse_ops};
-use nasbench::spec::{Domain, ModelSpec, OutOfDomain, SpecError};
+use nasbench::cell::graph::{Matrix, hash_module};
+use nasbench::cell::network::{NetworkConfig, trainable_parameters};
+use nasbench::cell::parse::{parse_matrix, parse_ops};
+use nasbench::cell::spec::{Domain, ModelSpec, OutOfDomain, SpecError};
 
 fn from_text(bits: &str, ops: &str) -> ModelSpec {
     ModelSpec::new(&parse_matrix(bits).unwrap(), parse_ops(ops).unwrap()).unwrap()

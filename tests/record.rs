@@ -3,12 +3,14 @@
 mod common;
 
 use common::REAL_CELLS;
-use nasbench::record::{EvaluationData, ModelMetrics, RecordError, decode, decode_into, encode};
-use nasbench::tfrecord::scan;
+use nasbench::dataset::record::{
+    EvaluationData, ModelMetrics, RecordError, decode, decode_into, encode,
+};
+use nasbench::dataset::tfrecord::scan;
 
 const SAMPLE: &[u8] = include_bytes!("fixtures/nasbench_real_sample.tfrecord");
 
-fn records() -> Vec<nasbench::record::Record<'static>> {
+fn records() -> Vec<nasbench::dataset::record::Record<'static>> {
     let (frames, err) = scan(SAMPLE);
     assert_eq!(err, None);
     frames

@@ -37,7 +37,7 @@ fn nested(bits: &str, n: usize) -> String {
 fn op_names(labels: &[i64]) -> String {
     let names: Vec<String> = labels
         .iter()
-        .map(|&l| format!("'{}'", nasbench::ops::label_name(l).unwrap()))
+        .map(|&l| format!("'{}'", nasbench::cell::ops::label_name(l).unwrap()))
         .collect();
     format!("[{}]", names.join(","))
 }

@@ -7,9 +7,9 @@ use std::process::Command;
 
 use common::{ROOT, build_extension, venv_bin};
 use duckdb::types::Value;
+use nasbench::cell::generate::NoProgress;
+use nasbench::db::ingest::{IngestOptions, ingest};
 use nasbench::db::{create_atomically, open};
-use nasbench::generate::NoProgress;
-use nasbench::ingest::{IngestOptions, ingest};
 
 /// One test record of a `.test` file.
 #[derive(Debug)]

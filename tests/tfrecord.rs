@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use nasbench::tfrecord::scan;
+use nasbench::dataset::tfrecord::scan;
 
 const SAMPLE: &[u8] = include_bytes!("fixtures/nasbench_real_sample.tfrecord");
 

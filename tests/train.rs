@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::{ROOT, run};
 use nasbench::api::SplitMix64;
-use nasbench::graph::Matrix;
-use nasbench::network::{NetworkConfig, network_parameters};
-use nasbench::ops::Op;
-use nasbench::spec::ModelSpec;
+use nasbench::cell::graph::Matrix;
+use nasbench::cell::network::{NetworkConfig, network_parameters};
+use nasbench::cell::ops::Op;
+use nasbench::cell::spec::ModelSpec;
 use nasbench::train::Cpu;
 use nasbench::train::data;
 use nasbench::train::net::Graph;
@@ -20,8 +20,8 @@ use nasbench::train::trainer::{LrDecay, Quiet, RunOptions, TrainConfig, build_gr
 const BIN: &str = env!("CARGO_BIN_EXE_nasbench");
 
 fn spec(bits: &str, ops: &str) -> ModelSpec {
-    let m = nasbench::parse::parse_matrix(bits).unwrap();
-    ModelSpec::new(&m, nasbench::parse::parse_ops(ops).unwrap()).unwrap()
+    let m = nasbench::cell::parse::parse_matrix(bits).unwrap();
+    ModelSpec::new(&m, nasbench::cell::parse::parse_ops(ops).unwrap()).unwrap()
 }
 
 /// The tiny config of the tests: 16x16 images, stem 16, one module.
@@ -358,7 +358,7 @@ fn every_cifar_format_reads_the_same_images() {
         let mut out = Vec::new();
         for (i, &l) in labels.iter().enumerate() {
             let ex = example(&images[i * 768..(i + 1) * 768], i64::from(l));
-            nasbench::tfrecord::write_record(&mut out, &ex).unwrap();
+            nasbench::dataset::tfrecord::write_record(&mut out, &ex).unwrap();
         }
         std::fs::write(tf.join(format!("{name}.tfrecords")), out).unwrap();
     }

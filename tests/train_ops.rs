@@ -1,9 +1,9 @@
 //! The CPU backend's ops: finite-difference gradient checks of every backward, hand-computed batch norm and RMSProp, and a whole small network.
 
 use nasbench::api::SplitMix64;
-use nasbench::graph::Matrix;
-use nasbench::network::{NetworkConfig, network_parameters};
-use nasbench::ops::Op;
+use nasbench::cell::graph::Matrix;
+use nasbench::cell::network::{NetworkConfig, network_parameters};
+use nasbench::cell::ops::Op;
 use nasbench::train::Cpu;
 use nasbench::train::backend::{
     Backend, BnParams, ChanShape, ConvShape, CopyShape, Crop, PoolShape, RmsProp,

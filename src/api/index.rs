@@ -57,10 +57,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, DATASET_SOURCES_SQL, FixedStats, Point, RunMetrics};
+use crate::cell::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
+use crate::cell::graph::{Matrix, ModelHash};
+use crate::cell::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
 use crate::db::DuckDbContext;
-use crate::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
-use crate::graph::{Matrix, ModelHash};
-use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
 use crate::prefetch_line;
 
 const MAGIC: &[u8; 8] = b"NBQIDX03";
@@ -418,10 +418,10 @@ impl Index {
         let bytes = build_bytes(conn, source)?;
         let mut write_error = None;
         let written = path.and_then(|p| {
-            crate::export::write_atomically(p, |f| {
+            crate::db::export::write_atomically(p, |f| {
                 f.write_all(&bytes)
                     .and_then(|()| f.sync_all())
-                    .map_err(|source| crate::export::ExportError::Io {
+                    .map_err(|source| crate::db::export::ExportError::Io {
                         path: p.display().to_string(),
                         source,
                     })

@@ -7,8 +7,8 @@ use duckdb::{Config, Connection, params};
 
 use super::index::graph_of;
 use super::{ApiError, CellMetrics, DATASET_SOURCES_SQL, FixedStats, Point, RunMetrics};
+use crate::cell::graph::ModelHash;
 use crate::db::{DuckDbContext, sql_literal};
-use crate::graph::ModelHash;
 
 /// A read-only connection to the dataset, and what it has learned so far.
 pub struct Lazy {
@@ -102,7 +102,7 @@ pub fn connect(path: &Path) -> Result<Connection, ApiError> {
         Ok(conn)
     } else if path.is_file() {
         // A writer (a trainer storing a run) holds the file for moments.
-        let conn = crate::lock::retry_locked(
+        let conn = crate::db::lock::retry_locked(
             crate::db::OPEN_PATIENCE,
             |_| {},
             || Connection::open_with_flags(path, config()?),

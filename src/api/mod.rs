@@ -27,11 +27,11 @@ pub use index::{Index, SourceFile};
 pub use lazy::Lazy;
 pub use rng::SplitMix64;
 
+use crate::cell::generate::{LabeledGraph, canonical_key};
+use crate::cell::graph::{Matrix, ModelHash};
+use crate::cell::ops::label_name;
+use crate::cell::spec::{Domain, ModelSpec, OutOfDomain, SpecError};
 use crate::db::DbError;
-use crate::generate::{LabeledGraph, canonical_key};
-use crate::graph::{Matrix, ModelHash};
-use crate::ops::label_name;
-use crate::spec::{Domain, ModelSpec, OutOfDomain, SpecError};
 
 /// Repeats per (cell, budget) that `query` samples from (the original's
 /// `config['num_repeats']`).
@@ -372,10 +372,10 @@ pub fn index_location(path: &Path) -> Result<(Vec<SourceFile>, PathBuf), ApiErro
         Ok((files, path.join("query.qidx")))
     } else {
         let mut files = vec![SourceFile::of(path)?];
-        if let Ok(f) = SourceFile::of(&crate::export::sidecar(path, ".wal")) {
+        if let Ok(f) = SourceFile::of(&crate::db::export::sidecar(path, ".wal")) {
             files.push(f);
         }
-        Ok((files, crate::export::sidecar(path, ".qidx")))
+        Ok((files, crate::db::export::sidecar(path, ".qidx")))
     }
 }
 

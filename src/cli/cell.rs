@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use nasbench::network::{NetworkConfig, trainable_parameters};
-use nasbench::parse::{parse_matrix, parse_ops};
-use nasbench::spec::{Domain, ModelSpec};
+use nasbench::cell::network::{NetworkConfig, trainable_parameters};
+use nasbench::cell::parse::{parse_matrix, parse_ops};
+use nasbench::cell::spec::{Domain, ModelSpec};
 use serde_json::json;
 
 /// The cell arguments shared by `hash` and `prune`.
@@ -120,7 +120,7 @@ pub fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let n = spec.original_matrix().n();
-    let removed: Vec<usize> = match nasbench::spec::kept_vertices(spec.original_matrix()) {
+    let removed: Vec<usize> = match nasbench::cell::spec::kept_vertices(spec.original_matrix()) {
         Some(keep) => (0..n).filter(|v| (keep >> v) & 1 == 0).collect(),
         None => (0..n).collect(),
     };

@@ -8,10 +8,10 @@ use anyhow::Context;
 use arrow::array::RecordBatchIterator;
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
+use nasbench::cell::generate::{GenerateOptions, generate};
+use nasbench::db::export::cells_batch;
+use nasbench::db::ingest::{IngestOptions, ingest};
 use nasbench::db::{CELLS_SQL, DbError, DuckDbContext, carry_trained_runs, create_atomically};
-use nasbench::export::cells_batch;
-use nasbench::generate::{GenerateOptions, generate};
-use nasbench::ingest::{IngestOptions, ingest};
 
 use super::ingest::report;
 use super::progress::Bar;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use nasbench::fetch::{FULL, FetchOptions, Fetched, ONLY108, fetch_with};
+use nasbench::dataset::fetch::{FULL, FetchOptions, Fetched, ONLY108, fetch_with};
 
 use super::ingest::{OutArgs, ingest_file};
 use super::progress::Bar;

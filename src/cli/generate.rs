@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use nasbench::export::{cells_batch, cells_schema, write_parquet};
-use nasbench::generate::{GenerateOptions, generate};
+use nasbench::cell::generate::{GenerateOptions, generate};
+use nasbench::db::export::{cells_batch, cells_schema, write_parquet};
 
 use super::progress::Bar;
 

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use nasbench::db::ingest::{IngestError, IngestOptions, Summary, export_parquet, ingest};
 use nasbench::db::{CarriedRuns, carry_trained_runs, create_atomically};
-use nasbench::ingest::{IngestError, IngestOptions, Summary, export_parquet, ingest};
 use serde_json::json;
 
 use super::progress::Bar;

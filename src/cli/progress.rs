@@ -1,7 +1,7 @@
 //! Progress bars on a terminal (silent when stderr is not one, or with `--quiet`).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nasbench::generate::Progress;
+use nasbench::cell::generate::Progress;
 
 /// An indicatif bar driven by the library's [`Progress`] calls.
 pub struct Bar(ProgressBar);

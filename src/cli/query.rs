@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use nasbench::api::{ApiError, NasBench, QueryResult};
-use nasbench::graph::ModelHash;
-use nasbench::parse::{parse_matrix, parse_ops};
-use nasbench::spec::ModelSpec;
+use nasbench::cell::graph::ModelHash;
+use nasbench::cell::parse::{parse_matrix, parse_ops};
+use nasbench::cell::spec::ModelSpec;
 use serde_json::{Value, json};
 
 /// Query the dataset as the original `api.py` does: one sampled repeat of a

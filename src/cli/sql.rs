@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use duckdb::Connection;
+use nasbench::db::export::write_parquet;
 use nasbench::db::open;
-use nasbench::export::write_parquet;
 
 /// Run SQL against a nasbench database, with `nasbench_hash`, `prune`,
 /// `nasbench_is_valid`, `nasbench_check` and `nasbench_params` loaded.

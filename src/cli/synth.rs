@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use nasbench::generate::{GenerateOptions, generate};
-use nasbench::synth::{FULL_BUDGETS, ONLY108_BUDGETS, SynthOptions, write_synthetic};
+use nasbench::cell::generate::{GenerateOptions, generate};
+use nasbench::dataset::synth::{FULL_BUDGETS, ONLY108_BUDGETS, SynthOptions, write_synthetic};
 
 use super::progress::Bar;
 

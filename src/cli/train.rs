@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nasbench::parse::{parse_matrix, parse_ops};
-use nasbench::spec::ModelSpec;
+use nasbench::cell::parse::{parse_matrix, parse_ops};
+use nasbench::cell::spec::ModelSpec;
 use nasbench::train::backend::Backend;
 use nasbench::train::data;
 use nasbench::train::rows::{self, RunRecord};
@@ -317,7 +317,7 @@ fn write_db<T>(
     write: impl FnOnce(&duckdb::Connection) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     ensure_db(path)?;
-    let _lock = nasbench::lock::lock_for_write(path, |l| {
+    let _lock = nasbench::db::lock::lock_for_write(path, |l| {
         eprintln!(
             "waiting for another nasbench writer ({} is locked)",
             l.display()
@@ -344,7 +344,7 @@ fn store_run(db: &Path, rec: &RunRecord<'_>) -> anyhow::Result<bool> {
     let Err(e) = stored else {
         return Ok(true);
     };
-    let dir = nasbench::export::sidecar(db, ".pending");
+    let dir = nasbench::db::export::sidecar(db, ".pending");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = dir.join(format!("unit-{}.parquet", rec.run_id));
     rows::write_unit(&file, rec).with_context(|| {

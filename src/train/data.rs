@@ -420,7 +420,7 @@ fn parse_tfrecord(
     size: usize,
     classes: usize,
 ) -> Result<Split, DataError> {
-    let (frames, err) = crate::tfrecord::scan(bytes);
+    let (frames, err) = crate::dataset::tfrecord::scan(bytes);
     if let Some(e) = err {
         return Err(format_err(path, e.to_string()));
     }
@@ -490,10 +490,12 @@ pub fn write_synthetic(
             bytes.extend(synthetic_image(label, size, &mut rng));
         }
         let path = out.join(name);
-        crate::export::write_atomically(&path, |f| {
-            std::io::Write::write_all(f, &bytes).map_err(|source| crate::export::ExportError::Io {
-                path: path.display().to_string(),
-                source,
+        crate::db::export::write_atomically(&path, |f| {
+            std::io::Write::write_all(f, &bytes).map_err(|source| {
+                crate::db::export::ExportError::Io {
+                    path: path.display().to_string(),
+                    source,
+                }
             })
         })
         .map_err(|e| format_err(&path, e.to_string()))?;

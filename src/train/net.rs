@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::backend::{BResult, Backend, BnParams, ChanShape, ConvShape, CopyShape, PoolShape};
 use crate::api::SplitMix64;
-use crate::graph::Matrix;
-use crate::network::{NetworkConfig, NetworkError, compute_vertex_channels};
-use crate::ops::Op;
+use crate::cell::graph::Matrix;
+use crate::cell::network::{NetworkConfig, NetworkError, compute_vertex_channels};
+use crate::cell::ops::Op;
 
 /// TF batch-norm settings of the original (`base_ops.py`).
 pub const BN: BnParams = BnParams {

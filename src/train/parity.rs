@@ -561,7 +561,7 @@ pub fn check_training(
         cfg.set(k, v)?;
     }
     cfg.train_epochs = (steps as f64 * 32.0 / 1024.0).ceil() + 1.0;
-    let spec = crate::spec::ModelSpec::new(
+    let spec = crate::cell::spec::ModelSpec::new(
         &[
             vec![0, 1, 1, 0, 1],
             vec![0, 0, 0, 1, 0],

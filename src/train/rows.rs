@@ -6,9 +6,9 @@ use std::time::SystemTime;
 use duckdb::{Connection, params};
 
 use super::trainer::{TrainConfig, TrainOutcome};
+use crate::cell::graph::ModelHash;
+use crate::cell::spec::{ModelSpec, OutOfDomain};
 use crate::db::{DbError, DuckDbContext, MERGE_RUNS_SQL, TRAINING_SQL, UNIT_ROWS_SQL, sql_literal};
-use crate::graph::ModelHash;
-use crate::spec::{ModelSpec, OutOfDomain};
 
 /// One finished (or failed) run and where it came from.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ fn epoch_secs(t: SystemTime) -> f64 {
 /// its dataset hash, and a cell using other ops (identity, bottlenecks) the
 /// original's hash over the labels of all seven.
 pub fn trained_hash(spec: &ModelSpec) -> Result<ModelHash, OutOfDomain> {
-    spec.hash_spec(&crate::ops::Op::ALL.map(|o| o.name()))
+    spec.hash_spec(&crate::cell::ops::Op::ALL.map(|o| o.name()))
 }
 
 /// A run id: time, cell, repeat and seed, e.g.

@@ -18,8 +18,8 @@ use super::backend::{BResult, Backend, BackendError, Crop, RmsProp};
 use super::data::{Cifar, RGB_MEAN, RGB_STD, Split};
 use super::net::{Graph, Mode, Net, init_params};
 use crate::api::SplitMix64;
-use crate::network::{NetworkConfig, NetworkError};
-use crate::spec::ModelSpec;
+use crate::cell::network::{NetworkConfig, NetworkError};
+use crate::cell::spec::ModelSpec;
 
 /// How the learning rate decays (`lr_decay_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -440,7 +440,7 @@ struct CheckpointMeta {
 
 /// Builds the graph a config and cell train.
 pub fn build_graph(spec: &ModelSpec, cfg: &TrainConfig) -> Result<Graph, TrainError> {
-    let (m, ops) = crate::network::pruned_cell(spec)?;
+    let (m, ops) = crate::cell::network::pruned_cell(spec)?;
     Ok(Graph::build(
         m,
         &ops,
@@ -968,8 +968,8 @@ fn save_checkpoint<B: Backend>(
     );
     info.insert(CHECKPOINT_CRC.to_string(), crc.to_string());
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| err(&e))?;
-    crate::export::write_atomically(&path, |f| {
-        std::io::Write::write_all(f, &bytes).map_err(|source| crate::export::ExportError::Io {
+    crate::db::export::write_atomically(&path, |f| {
+        std::io::Write::write_all(f, &bytes).map_err(|source| crate::db::export::ExportError::Io {
             path: path.display().to_string(),
             source,
         })
@@ -1130,9 +1130,9 @@ pub fn step_benchmark<B: Backend>(
     batch: usize,
     steps: usize,
 ) -> Result<String, TrainError> {
-    let m = crate::parse::parse_matrix("0111010000000100000010000100000000100000010000000")
+    let m = crate::cell::parse::parse_matrix("0111010000000100000010000100000000100000010000000")
         .map_err(|e| TrainError::Config(e.to_string()))?;
-    let ops = crate::parse::parse_ops(
+    let ops = crate::cell::parse::parse_ops(
         "input,conv1x1-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,conv3x3-bn-relu,maxpool3x3,output",
     )
     .map_err(|e| TrainError::Config(e.to_string()))?;
@@ -1243,8 +1243,8 @@ mod tests {
             cfg.set(k, v).unwrap();
         }
         cfg.train_epochs = 1.0;
-        let m = crate::parse::parse_matrix("0110000100010000").unwrap();
-        let ops = crate::parse::parse_ops("input,conv3x3-bn-relu,maxpool3x3,output").unwrap();
+        let m = crate::cell::parse::parse_matrix("0110000100010000").unwrap();
+        let ops = crate::cell::parse::parse_ops("input,conv3x3-bn-relu,maxpool3x3,output").unwrap();
         let spec = ModelSpec::new(&m, ops).unwrap();
         let ck = dir.path().join("ck");
         let opts = RunOptions {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nasbench::spec::ModelSpec;
+use nasbench::cell::spec::ModelSpec;
 
 /// The repository root.
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -16,9 +16,9 @@
 //! multi-buffer MD5 (md5-many is an alpha), hence this module; its tests
 //! check both paths against the `md-5` crate and [`hash_module_with`].
 //!
-//! [`hash_module_with`]: crate::graph::hash_module_with
+//! [`hash_module_with`]: crate::cell::graph::hash_module_with
 
-use crate::graph::{
+use crate::cell::graph::{
     ModelHash, for_each_bit, hex32 as hex, md5_digest, push_fingerprint_message,
     push_initial_message,
 };
@@ -120,7 +120,7 @@ fn pad(bufs: &mut [Vec<u8>; LANES], len: usize) {
 #[cfg(target_arch = "x86_64")]
 mod x16 {
     use super::{INIT, K, LANES};
-    use crate::graph::for_each_bit;
+    use crate::cell::graph::for_each_bit;
     use std::arch::x86_64::*;
 
     const _: () = assert!(
@@ -697,7 +697,7 @@ impl BatchScratch {
     }
 }
 
-/// The dataset hash (as [`crate::graph::hash_module_with`] computes it) of
+/// The dataset hash (as [`crate::cell::graph::hash_module_with`] computes it) of
 /// one shape `rows` under each labeling in `labelings` (at most [`LANES`];
 /// each a label per vertex). Returns one hash per labeling, in order.
 pub fn hash_batch(rows: &[u64], labelings: &[&[i64]], s: &mut BatchScratch) -> Vec<ModelHash> {
@@ -813,7 +813,7 @@ fn push_sorted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{HashScratch, hash_module_with};
+    use crate::cell::graph::{HashScratch, hash_module_with};
 
     #[test]
     fn md5_lanes_equals_md5_crate_at_every_length() {

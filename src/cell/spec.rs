@@ -1,7 +1,7 @@
 //! The cell specification (`model_spec.ModelSpec`): construction checks, pruning, the dataset's domain check and hashing.
 
-use crate::graph::{MAX_MATRIX_VERTICES, Matrix, ModelHash, hash_module};
-use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL, python_list_repr};
+use crate::cell::graph::{MAX_MATRIX_VERTICES, Matrix, ModelHash, hash_module};
+use crate::cell::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL, python_list_repr};
 
 /// Why a matrix and op list do not make a spec. The first three messages
 /// are the original's, checked in the original's order.

@@ -2,7 +2,7 @@
 //!
 //! Used by tests and the ingest benchmark. The values are not NAS-Bench-101
 //! results: each run's first point has the checkpoint path
-//! [`crate::ingest::SYNTHETIC_CHECKPOINT_PREFIX`], so that ingest gives the
+//! [`crate::db::ingest::SYNTHETIC_CHECKPOINT_PREFIX`], so that ingest gives the
 //! run's rows the source `synthetic` (and stores no path).
 
 use std::io::{BufWriter, Write};
@@ -10,11 +10,11 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::export::{ExportError, write_atomically};
-use crate::generate::Cell;
-use crate::ingest::SYNTHETIC_CHECKPOINT_PREFIX;
-use crate::record::{EvaluationData, ModelMetrics, encode};
-use crate::tfrecord::write_record;
+use crate::cell::generate::Cell;
+use crate::dataset::record::{EvaluationData, ModelMetrics, encode};
+use crate::dataset::tfrecord::write_record;
+use crate::db::export::{ExportError, write_atomically};
+use crate::db::ingest::SYNTHETIC_CHECKPOINT_PREFIX;
 
 /// The budgets of `nasbench_full.tfrecord`.
 pub const FULL_BUDGETS: [i64; 4] = [4, 12, 36, 108];

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::generate::Progress;
+use crate::cell::generate::Progress;
 
 /// A release file: where it is published and its published SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,7 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
 
 /// The `.part` file a download of `dest` goes to.
 pub fn part_path(dest: &Path) -> PathBuf {
-    crate::export::sidecar(dest, ".part")
+    crate::db::export::sidecar(dest, ".part")
 }
 
 /// How a download copes with a bad connection.

@@ -1,5 +1,11 @@
 //! DuckDB database files: the embedded schema in `sql/`, building a database under a temporary name and renaming it into place, and Parquet export through DuckDB.
 
+pub mod export;
+pub mod extension;
+pub mod ingest;
+pub mod lock;
+pub mod sqlfn;
+
 use std::ffi::{CStr, CString, c_char};
 use std::ops::Deref;
 use std::path::Path;
@@ -8,24 +14,24 @@ use arrow::array::RecordBatchReader;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use duckdb::{Connection, ffi};
 
-use crate::export::{make_readable, parent_dir};
+use crate::db::export::{make_readable, parent_dir};
 
 /// `sql/schema.sql`: the tables `models` and `evaluations`.
-pub const SCHEMA_SQL: &str = include_str!("../sql/schema.sql");
+pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
 /// `sql/keys.sql`: the primary key of `models`, added once it is loaded.
-pub const KEYS_SQL: &str = include_str!("../sql/keys.sql");
+pub const KEYS_SQL: &str = include_str!("../../sql/keys.sql");
 /// `sql/views.sql`: the views `runs` and `model_stats`.
-pub const VIEWS_SQL: &str = include_str!("../sql/views.sql");
+pub const VIEWS_SQL: &str = include_str!("../../sql/views.sql");
 /// `sql/macros.sql`: the table macros `nasbench_query` and `top_cells`.
-pub const MACROS_SQL: &str = include_str!("../sql/macros.sql");
+pub const MACROS_SQL: &str = include_str!("../../sql/macros.sql");
 /// `sql/training.sql`: the table `training_runs`.
-pub const TRAINING_SQL: &str = include_str!("../sql/training.sql");
+pub const TRAINING_SQL: &str = include_str!("../../sql/training.sql");
 /// `sql/unit_rows.sql`: the staging table of trained runs.
-pub const UNIT_ROWS_SQL: &str = include_str!("../sql/unit_rows.sql");
+pub const UNIT_ROWS_SQL: &str = include_str!("../../sql/unit_rows.sql");
 /// `sql/merge_runs.sql`: staged runs into the tables.
-pub const MERGE_RUNS_SQL: &str = include_str!("../sql/merge_runs.sql");
+pub const MERGE_RUNS_SQL: &str = include_str!("../../sql/merge_runs.sql");
 /// `sql/cells.sql`: the table `cells` (the generated search space).
-pub const CELLS_SQL: &str = include_str!("../sql/cells.sql");
+pub const CELLS_SQL: &str = include_str!("../../sql/cells.sql");
 
 /// The oldest DuckDB whose storage format new databases use.
 pub const STORAGE_COMPATIBILITY: &str = "v1.5.0";
@@ -395,7 +401,7 @@ pub fn create_if_missing<E: From<DbError>>(
 }
 
 /// Builds a new database at `path` with `build`, atomically and under the
-/// database's write lock ([`crate::lock`]).
+/// database's write lock ([`crate::db::lock`]).
 ///
 /// The database is created in a temporary directory beside `path`, built,
 /// checkpointed and closed. Then a write-ahead log left beside the old file
@@ -418,7 +424,7 @@ fn create_with<T: Default, E: From<DbError>>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "nasbench.duckdb".into());
-    let _lock = crate::lock::lock_for_write(path, |l| {
+    let _lock = crate::db::lock::lock_for_write(path, |l| {
         eprintln!(
             "waiting for another nasbench writer of {} ({} is locked)",
             path.display(),
@@ -435,7 +441,7 @@ fn create_with<T: Default, E: From<DbError>>(
         .suffix(".tmp")
         .tempdir_in(dir)
         .map_err(io_err(dir))?;
-    let _tracked = crate::cleanup::track(tmp.path());
+    let _tracked = crate::output::cleanup::track(tmp.path());
     let tmp_db = tmp.path().join(&name);
     let creating = format!("creating {}", tmp_db.display());
     // Files readable by DuckDB 1.5 and later: the stock DuckDB CLI on PyPI
@@ -452,9 +458,9 @@ fn create_with<T: Default, E: From<DbError>>(
     // SAFETY: `raw` is open and, by `NewDb`'s field order, outlives `conn`.
     let conn = unsafe { Connection::open_from_raw(raw.0) }.during(creating)?;
     let db = NewDb { conn, raw };
-    crate::sqlfn::register(&db).during("registering the nasbench functions")?;
+    crate::db::sqlfn::register(&db).during("registering the nasbench functions")?;
     let value = build(&db)?;
-    crate::lock::failpoint("replace:built");
+    crate::db::lock::failpoint("replace:built");
     db.execute_batch("CHECKPOINT")
         .during("checkpointing the new database")?;
     let NewDb { conn, raw } = db;
@@ -462,14 +468,14 @@ fn create_with<T: Default, E: From<DbError>>(
         .map_err(|(_, e)| e)
         .during("closing the new database")?;
     drop(raw);
-    crate::lock::failpoint("replace:new-closed");
+    crate::db::lock::failpoint("replace:new-closed");
     // A write-ahead log beside the old file belongs to it: replayed onto
     // the new file it would corrupt it, and removed before the rename it
     // would lose the old file's last writes if the process died between.
-    let wal = crate::export::sidecar(path, ".wal");
+    let wal = crate::db::export::sidecar(path, ".wal");
     if wal.exists() {
         checkpoint_file(path)?;
-        crate::lock::failpoint("replace:old-checkpointed");
+        crate::db::lock::failpoint("replace:old-checkpointed");
         if wal.exists() {
             return Err(DbError::Io {
                 path: wal.display().to_string(),
@@ -482,7 +488,7 @@ fn create_with<T: Default, E: From<DbError>>(
         }
     }
     sync_file(&tmp_db).map_err(io_err(&tmp_db))?;
-    crate::lock::failpoint("replace:synced");
+    crate::db::lock::failpoint("replace:synced");
     match existing {
         Existing::Replace => std::fs::rename(&tmp_db, path).map_err(io_err(path))?,
         Existing::Keep => match std::fs::hard_link(&tmp_db, path) {
@@ -493,7 +499,7 @@ fn create_with<T: Default, E: From<DbError>>(
             Err(e) => return Err(io_err(path)(e).into()),
         },
     }
-    crate::lock::failpoint("replace:renamed");
+    crate::db::lock::failpoint("replace:renamed");
     sync_file(dir).map_err(io_err(dir))?;
     Ok((value, true))
 }
@@ -527,8 +533,9 @@ const REPLACE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60)
 /// write-ahead log is replayed into the file and removed.
 fn checkpoint_file(path: &Path) -> Result<(), DbError> {
     let what = format!("checkpointing {}", path.display());
-    let conn = crate::lock::wait_while_locked(path, REPLACE_PATIENCE, || Connection::open(path))
-        .during(what.clone())?;
+    let conn =
+        crate::db::lock::wait_while_locked(path, REPLACE_PATIENCE, || Connection::open(path))
+            .during(what.clone())?;
     conn.execute_batch("CHECKPOINT").during(what.clone())?;
     conn.close().map_err(|(_, e)| e).during(what)
 }
@@ -559,7 +566,7 @@ pub fn carry_trained_runs(new: &Connection, old: &Path) -> Result<CarriedRuns, D
         return Ok(CarriedRuns::default());
     }
     let what = format!("reading the trained runs of {}", old.display());
-    crate::lock::wait_while_locked(old, REPLACE_PATIENCE, || {
+    crate::db::lock::wait_while_locked(old, REPLACE_PATIENCE, || {
         new.execute_batch(&format!(
             "ATTACH {} AS nasbench_old (READ_ONLY)",
             sql_literal(&old.to_string_lossy())
@@ -624,7 +631,7 @@ pub const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30
 /// another process that holds the file.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     open_with(path, || {
-        crate::lock::retry_locked(OPEN_PATIENCE, |_| {}, || Connection::open(path))
+        crate::db::lock::retry_locked(OPEN_PATIENCE, |_| {}, || Connection::open(path))
     })
 }
 
@@ -632,7 +639,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
 /// on stderr that it waits for another process.
 pub fn open_waiting(path: &Path, patience: std::time::Duration) -> Result<Connection, DbError> {
     open_with(path, || {
-        crate::lock::wait_while_locked(path, patience, || Connection::open(path))
+        crate::db::lock::wait_while_locked(path, patience, || Connection::open(path))
     })
 }
 
@@ -648,7 +655,7 @@ fn open_with(
         connect()
     }
     .during(format!("opening {}", path.display()))?;
-    crate::sqlfn::register(&conn).during("registering the nasbench functions")?;
+    crate::db::sqlfn::register(&conn).during("registering the nasbench functions")?;
     Ok(conn)
 }
 
@@ -705,7 +712,7 @@ pub fn copy_to_parquet(conn: &Connection, query: &str, path: &Path) -> Result<()
         .tempfile_in(dir)
         .map_err(io_err(dir))?
         .into_temp_path();
-    let _tracked = crate::cleanup::track(&tmp);
+    let _tracked = crate::output::cleanup::track(&tmp);
     let sql = format!(
         "COPY ({query}) TO {} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
         sql_literal(&tmp.to_string_lossy())

@@ -20,10 +20,10 @@ use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type};
 use duckdb::Connection;
 use duckdb::vscalar::{ArrowFunctionSignature, VArrowScalar};
 
-use crate::export::list_of;
-use crate::network::{NetworkConfig, trainable_parameters};
-use crate::parse::{parse_matrix, parse_ops};
-use crate::spec::{Domain, ModelSpec, OutOfDomain};
+use crate::cell::network::{NetworkConfig, trainable_parameters};
+use crate::cell::parse::{parse_matrix, parse_ops};
+use crate::cell::spec::{Domain, ModelSpec, OutOfDomain};
+use crate::db::export::list_of;
 
 type SqlResult<T> = Result<T, Box<dyn Error>>;
 

@@ -12,7 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::generate::Cell;
+use crate::cell::generate::Cell;
 
 /// Error while writing an output file.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ pub fn write_atomically<T>(
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io_err)?;
-    let _tracked = crate::cleanup::track(tmp.path());
+    let _tracked = crate::output::cleanup::track(tmp.path());
     let value = write(tmp.as_file_mut())?;
     make_readable(tmp.path()).map_err(io_err)?;
     tmp.as_file().sync_all().map_err(io_err)?;

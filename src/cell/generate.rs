@@ -19,11 +19,11 @@ use std::collections::HashSet;
 
 use rayon::prelude::*;
 
-use crate::graph::{HashScratch, Matrix, ModelHash, hash_module_with, is_isomorphic};
-use crate::lanes::{BatchScratch, LANES, hash_batch};
-use crate::network::{NetworkConfig, network_parameters};
-use crate::ops::{CANONICAL_OPS, INPUT_LABEL, OUTPUT_LABEL, Op, label_name};
-use crate::spec::ModelSpec;
+use crate::cell::graph::{HashScratch, Matrix, ModelHash, hash_module_with, is_isomorphic};
+use crate::cell::lanes::{BatchScratch, LANES, hash_batch};
+use crate::cell::network::{NetworkConfig, network_parameters};
+use crate::cell::ops::{CANONICAL_OPS, INPUT_LABEL, OUTPUT_LABEL, Op, label_name};
+use crate::cell::spec::ModelSpec;
 
 /// Most vertices the enumeration supports (the dataset's limit; an
 /// eighth vertex would mean 2^28 matrices times 729 labelings).

@@ -35,18 +35,18 @@ use memmap2::MmapOptions;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+use crate::cell::generate::Progress;
+use crate::cell::graph::{Matrix, ModelHash, hex32};
+use crate::cell::lanes::{BatchScratch, LANES, hash_batch};
+use crate::cell::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
+use crate::cell::spec::{Domain, ModelSpec, kept_vertices};
+use crate::dataset::record::{ModelMetrics, RecordError, decode_into};
+use crate::dataset::tfrecord::{Frame, FramingError, HEADER_LEN, resync, scan};
+use crate::db::export::{list_item, list_of};
 use crate::db::{
     DbError, DuckDbContext, Loader, NewDb, copy_to_parquet, create_keys, create_schema,
     create_views,
 };
-use crate::export::{list_item, list_of};
-use crate::generate::Progress;
-use crate::graph::{Matrix, ModelHash, hex32};
-use crate::lanes::{BatchScratch, LANES, hash_batch};
-use crate::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
-use crate::record::{ModelMetrics, RecordError, decode_into};
-use crate::spec::{Domain, ModelSpec, kept_vertices};
-use crate::tfrecord::{Frame, FramingError, HEADER_LEN, resync, scan};
 
 /// `source` of the rows of a release file.
 pub const RELEASE_SOURCE: &str = "nasbench-101";

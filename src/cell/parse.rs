@@ -1,6 +1,6 @@
 //! Parsing the forms users paste: a row-major bit string or JSON nested list for the matrix, op names or hash labels for the ops.
 
-use crate::ops::label_name;
+use crate::cell::ops::label_name;
 
 /// Input that is not a matrix or op list; the message names the argument
 /// and the position of the problem.
@@ -23,7 +23,7 @@ fn err(what: &'static str, message: impl Into<String>) -> ParseError {
 /// Parses a matrix given as a JSON nested list (`[[0,1],[0,0]]`) or as a
 /// row-major `0`/`1` string of length n*n (`0100`; spaces, commas, `/`
 /// and `;` between rows are ignored). Squareness and upper-triangularity are
-/// left to [`crate::spec::ModelSpec::new`], which reports them as the original does.
+/// left to [`crate::cell::spec::ModelSpec::new`], which reports them as the original does.
 pub fn parse_matrix(text: &str) -> Result<Vec<Vec<i64>>, ParseError> {
     let t = text.trim();
     if t.starts_with('[') {

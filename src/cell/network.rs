@@ -1,8 +1,8 @@
 //! Shape of the full network (`model_builder.py`): network config, vertex channels and the trainable-parameter count.
 
-use crate::graph::Matrix;
-use crate::ops::{Op, UnknownOp};
-use crate::spec::ModelSpec;
+use crate::cell::graph::Matrix;
+use crate::cell::ops::{Op, UnknownOp};
+use crate::cell::spec::ModelSpec;
 
 /// The network around the cell (the original's `config.py` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,3 @@
+//! Files this process writes: temporaries removed on Ctrl-C.
+
+pub mod cleanup;
