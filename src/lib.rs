@@ -15,6 +15,7 @@
 pub mod api;
 pub mod cell;
 pub mod dataset;
+#[cfg(feature = "duckdb")]
 pub mod db;
 pub mod output;
 pub mod train;

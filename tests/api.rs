@@ -338,6 +338,101 @@ fn every_store_answers_like_the_original_api() {
         &calls,
         &want,
     );
+    // Straight from the release file, no database: built, then mapped.
+    let file = dir.path().join("sample.tfrecord");
+    std::fs::copy(
+        Path::new(ROOT).join("tests/fixtures/nasbench_real_sample.tfrecord"),
+        &file,
+    )
+    .unwrap();
+    let mut from_file = NasBench::in_memory(&file, Some(SEED)).unwrap();
+    assert!(from_file.index().unwrap().built);
+    check_store("in memory (release file)", &mut from_file, &calls, &want);
+    let mut mapped = NasBench::in_memory(&file, Some(SEED)).unwrap();
+    assert!(!mapped.index().unwrap().built);
+    check_store(
+        "in memory (release file, mapped)",
+        &mut mapped,
+        &calls,
+        &want,
+    );
+}
+
+/// The hashes in the order they first appear in the file, read with the
+/// record decoder alone.
+fn first_appearance(file: &Path) -> Vec<String> {
+    let buf = std::fs::read(file).unwrap();
+    let (frames, err) = nasbench::dataset::tfrecord::scan(&buf);
+    assert!(err.is_none());
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for f in &frames {
+        let r = nasbench::dataset::record::decode(f.check(&buf).unwrap()).unwrap();
+        if seen.insert(r.hash.to_string()) {
+            out.push(r.hash.to_string());
+        }
+    }
+    out
+}
+
+/// `hash_iterator` runs in file order (the original's dict order) from the
+/// release file, the database and its Parquet export alike.
+#[test]
+fn the_hash_iterator_follows_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, pq) = sample_sources(dir.path());
+    let file = dir.path().join("sample.tfrecord");
+    std::fs::copy(
+        Path::new(ROOT).join("tests/fixtures/nasbench_real_sample.tfrecord"),
+        &file,
+    )
+    .unwrap();
+    let want = first_appearance(&file);
+    assert!(want.len() > 1);
+    let mut sorted = want.clone();
+    sorted.sort();
+    assert_ne!(
+        sorted, want,
+        "the sample is not in hash order, so the test can fail"
+    );
+    for src in [&file, &db, &pq] {
+        let nb = NasBench::in_memory(src, None).unwrap();
+        let ix = nb.index().unwrap();
+        let got: Vec<String> = ix
+            .file_order()
+            .unwrap()
+            .into_iter()
+            .map(|c| ix.hash(c as usize).to_string())
+            .collect();
+        assert_eq!(got, want, "{}", src.display());
+    }
+}
+
+/// A damaged release file is an error naming the file and the record.
+#[test]
+fn a_damaged_release_file_is_an_error_naming_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes =
+        std::fs::read(Path::new(ROOT).join("tests/fixtures/nasbench_real_sample.tfrecord"))
+            .unwrap();
+    let file = dir.path().join("bad.tfrecord");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let err = NasBench::in_memory(&file, None).unwrap_err().to_string();
+    assert!(
+        err.contains("bad.tfrecord") && err.contains("record "),
+        "{err}"
+    );
+    std::fs::write(&file, &bytes[..n - 7]).unwrap();
+    let err = NasBench::in_memory(&file, None).unwrap_err().to_string();
+    assert!(
+        err.contains("bad.tfrecord") && err.contains("truncated"),
+        "{err}"
+    );
+    std::fs::write(&file, b"").unwrap();
+    let err = NasBench::in_memory(&file, None).unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
 }
 
 #[test]

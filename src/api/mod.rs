@@ -17,6 +17,7 @@
 //! an `IndexError` for a missing repeat) this returns a typed error.
 
 pub mod index;
+#[cfg(feature = "duckdb")]
 pub mod lazy;
 mod rng;
 
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use index::{Index, SourceFile};
+#[cfg(feature = "duckdb")]
 pub use lazy::Lazy;
 pub use rng::SplitMix64;
 
@@ -31,6 +33,7 @@ use crate::cell::generate::{LabeledGraph, canonical_key};
 use crate::cell::graph::{Matrix, ModelHash};
 use crate::cell::ops::label_name;
 use crate::cell::spec::{Domain, ModelSpec, OutOfDomain, SpecError};
+#[cfg(feature = "duckdb")]
 use crate::db::DbError;
 
 /// Repeats per (cell, budget) that `query` samples from (the original's
@@ -99,17 +102,26 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
-    /// DuckDB or file system error.
+    /// A file cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// DuckDB error.
+    #[cfg(feature = "duckdb")]
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
 impl ApiError {
     fn io(path: &Path, source: std::io::Error) -> ApiError {
-        ApiError::Db(DbError::Io {
+        ApiError::Io {
             path: path.display().to_string(),
             source,
-        })
+        }
     }
 }
 
@@ -289,6 +301,7 @@ impl QueryResult {
 #[allow(clippy::large_enum_variant)]
 enum Store {
     Memory(Index),
+    #[cfg(feature = "duckdb")]
     Lazy(Box<Lazy>),
 }
 
@@ -360,6 +373,79 @@ impl Sampler {
     }
 }
 
+/// Whether `path` is a DuckDB database file (its header's magic at byte
+/// 8); anything else that is a file is read as a release TFRecord file.
+pub fn is_duckdb_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head[8..12] == b"DUCK")
+}
+
+/// Where the index of release file `path` is cached when the file's own
+/// folder is not writable: `$XDG_CACHE_HOME/nasbench` (else
+/// `~/.cache/nasbench`), named by the file's name and a checksum of its
+/// absolute path. The index header records the file's size and
+/// modification time, so a changed file is never served from it.
+pub fn release_cache_path(path: &Path) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let abs = std::fs::canonicalize(path).ok()?;
+    let name = abs.file_name()?.to_string_lossy().into_owned();
+    let key = crc32c::crc32c(abs.as_os_str().as_encoded_bytes());
+    Some(base.join("nasbench").join(format!("{name}-{key:08x}.qidx")))
+}
+
+/// Opens the index of release TFRecord file `path`: a fresh one beside the
+/// file (`<file>.qidx`) or in [`release_cache_path`], else builds it from
+/// the file (calling `building` with where it goes first) and writes it
+/// beside the file when that folder is writable, else to the cache.
+pub fn open_release(path: &Path, building: impl FnOnce(&Path)) -> Result<Index, ApiError> {
+    let source = vec![SourceFile::of(path)?];
+    let beside = crate::output::sidecar(path, ".qidx");
+    let cached = release_cache_path(path);
+    for p in std::iter::once(&beside).chain(cached.as_ref()) {
+        if let Some(ix) = Index::open_fresh(p, &source)? {
+            return Ok(ix);
+        }
+    }
+    let dir = crate::output::parent_dir(path);
+    let writable = tempfile::tempfile_in(dir).is_ok();
+    let target = match (&cached, writable) {
+        (Some(c), false) => {
+            let _ = c.parent().map(std::fs::create_dir_all);
+            c.clone()
+        }
+        _ => beside,
+    };
+    building(&target);
+    Index::build_from_release(path, source, Some(&target))
+}
+
+/// Builds the index of a database, Parquet directory or release file.
+fn build_index(path: &Path, source: Vec<SourceFile>, index_path: &Path) -> Result<Index, ApiError> {
+    if path.is_file() && !is_duckdb_file(path) {
+        return Index::build_from_release(path, source, Some(index_path));
+    }
+    #[cfg(feature = "duckdb")]
+    {
+        let lazy = Lazy::open(path)?;
+        Index::build(lazy.connection(), source, Some(index_path))
+    }
+    #[cfg(not(feature = "duckdb"))]
+    Err(ApiError::Source {
+        path: path.display().to_string(),
+        message: format!(
+            "its query index {} is missing or out of date, and rebuilding it from a database \
+             needs DuckDB: run `nasbench ingest` again, or any `nasbench query --db` on it",
+            index_path.display()
+        ),
+    })
+}
+
 /// The files whose state an index of `path` depends on, and where its
 /// index lives: `<db>.qidx` beside a database, `query.qidx` in a Parquet
 /// directory.
@@ -372,10 +458,10 @@ pub fn index_location(path: &Path) -> Result<(Vec<SourceFile>, PathBuf), ApiErro
         Ok((files, path.join("query.qidx")))
     } else {
         let mut files = vec![SourceFile::of(path)?];
-        if let Ok(f) = SourceFile::of(&crate::db::export::sidecar(path, ".wal")) {
+        if let Ok(f) = SourceFile::of(&crate::output::sidecar(path, ".wal")) {
             files.push(f);
         }
-        Ok((files, crate::db::export::sidecar(path, ".qidx")))
+        Ok((files, crate::output::sidecar(path, ".qidx")))
     }
 }
 
@@ -416,8 +502,7 @@ impl NasBench {
             }
             None => {
                 building(&index_path);
-                let lazy = Lazy::open(path)?;
-                Index::build(lazy.connection(), source, Some(&index_path))?
+                build_index(path, source, &index_path)?
             }
         };
         Ok(Self::with_store(Store::Memory(index), seed))
@@ -430,6 +515,7 @@ impl NasBench {
     }
 
     /// Opens `path` lazily: every call is a point query against DuckDB.
+    #[cfg(feature = "duckdb")]
     pub fn lazy(path: &Path, seed: Option<u64>) -> Result<NasBench, ApiError> {
         Ok(Self::with_store(
             Store::Lazy(Box::new(Lazy::open(path)?)),
@@ -443,7 +529,13 @@ impl NasBench {
         let (source, index_path) = index_location(path)?;
         match Index::open_fresh(&index_path, &source)? {
             Some(ix) => Ok(Self::with_store(Store::Memory(ix), seed)),
+            #[cfg(feature = "duckdb")]
             None => Self::lazy(path, seed),
+            #[cfg(not(feature = "duckdb"))]
+            None => Ok(Self::with_store(
+                Store::Memory(build_index(path, source, &index_path)?),
+                seed,
+            )),
         }
     }
 
@@ -451,6 +543,7 @@ impl NasBench {
     pub fn index(&self) -> Option<&Index> {
         match &self.store {
             Store::Memory(ix) => Some(ix),
+            #[cfg(feature = "duckdb")]
             Store::Lazy(_) => None,
         }
     }
@@ -464,6 +557,7 @@ impl NasBench {
     pub fn valid_epochs(&mut self) -> Result<Vec<u32>, ApiError> {
         match &mut self.store {
             Store::Memory(ix) => Ok(ix.budgets().to_vec()),
+            #[cfg(feature = "duckdb")]
             Store::Lazy(lz) => Ok(lz.budgets()?.to_vec()),
         }
     }
@@ -471,6 +565,7 @@ impl NasBench {
     fn invalid_epochs(&mut self, epochs: u32) -> ApiError {
         let order = match &mut self.store {
             Store::Memory(ix) => Ok(ix.budget_order().to_vec()),
+            #[cfg(feature = "duckdb")]
             Store::Lazy(lz) => lz.budget_order().map(<[u32]>::to_vec),
         };
         match order {
@@ -512,6 +607,7 @@ impl NasBench {
                 let cell = find_spec(ix, spec)?;
                 self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway)
             }
+            #[cfg(feature = "duckdb")]
             Store::Lazy(_) => {
                 if let Err(e) = spec.check(&self.domain) {
                     self.require_epochs(epochs)?;
@@ -539,6 +635,7 @@ impl NasBench {
                 let cell = ix.find_hash(hash)?.ok_or(ApiError::UnknownHash(*hash))?;
                 self.sampler.take_indexed(ix, cell, b, epochs, stop_halfway)
             }
+            #[cfg(feature = "duckdb")]
             Store::Lazy(_) => self.query_lazy(*hash, epochs, stop_halfway),
         }
     }
@@ -549,6 +646,7 @@ impl NasBench {
     /// a few places ahead, then its cell and run lines, are prefetched), so
     /// their cache misses overlap instead of following one another: for
     /// search loops that score a population at a time.
+    #[cfg_attr(not(feature = "duckdb"), allow(irrefutable_let_patterns))]
     pub fn query_hashes(
         &mut self,
         hashes: &[ModelHash],
@@ -593,6 +691,7 @@ impl NasBench {
         out
     }
 
+    #[cfg(feature = "duckdb")]
     fn query_lazy(
         &mut self,
         hash: ModelHash,
@@ -645,12 +744,14 @@ impl NasBench {
                 let cell = ix.find_hash(hash)?.ok_or(ApiError::UnknownHash(*hash))?;
                 cell_metrics(ix, cell)
             }
+            #[cfg(feature = "duckdb")]
             Store::Lazy(lz) => lz.cell(hash)?.ok_or(ApiError::UnknownHash(*hash)),
         }
     }
 
     /// The original's `get_metrics_from_spec`: checks and hashes the spec,
     /// then [`NasBench::get_metrics_from_hash`].
+    #[cfg_attr(not(feature = "duckdb"), allow(irrefutable_let_patterns))]
     pub fn get_metrics_from_spec(&mut self, spec: &ModelSpec) -> Result<CellMetrics, ApiError> {
         spec.check(&self.domain)?;
         if let Store::Memory(ix) = &self.store {
@@ -668,6 +769,7 @@ impl NasBench {
                 ix.verify_all()?;
                 Ok(Box::new((0..ix.len()).map(|i| ix.hash(i))))
             }
+            #[cfg(feature = "duckdb")]
             Store::Lazy(lz) => Ok(Box::new(lz.hashes()?.into_iter())),
         }
     }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nasbench::db::export::{ExportError, write_atomically};
 use nasbench::db::extension::{Metadata, footer, host_platform};
+use nasbench::output::{ExportError, write_atomically};
 
 /// Append DuckDB's metadata footer to the built extension library.
 ///

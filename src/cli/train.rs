@@ -344,7 +344,7 @@ fn store_run(db: &Path, rec: &RunRecord<'_>) -> anyhow::Result<bool> {
     let Err(e) = stored else {
         return Ok(true);
     };
-    let dir = nasbench::db::export::sidecar(db, ".pending");
+    let dir = nasbench::output::sidecar(db, ".pending");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = dir.join(format!("unit-{}.parquet", rec.run_id));
     rows::write_unit(&file, rec).with_context(|| {

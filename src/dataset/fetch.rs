@@ -114,7 +114,7 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
 
 /// The `.part` file a download of `dest` goes to.
 pub fn part_path(dest: &Path) -> PathBuf {
-    crate::db::export::sidecar(dest, ".part")
+    crate::output::sidecar(dest, ".part")
 }
 
 /// How a download copes with a bad connection.

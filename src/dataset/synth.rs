@@ -2,7 +2,7 @@
 //!
 //! Used by tests and the ingest benchmark. The values are not NAS-Bench-101
 //! results: each run's first point has the checkpoint path
-//! [`crate::db::ingest::SYNTHETIC_CHECKPOINT_PREFIX`], so that ingest gives the
+//! [`crate::dataset::SYNTHETIC_CHECKPOINT_PREFIX`], so that ingest gives the
 //! run's rows the source `synthetic` (and stores no path).
 
 use std::io::{BufWriter, Write};
@@ -11,10 +11,10 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::cell::generate::Cell;
+use crate::dataset::SYNTHETIC_CHECKPOINT_PREFIX;
 use crate::dataset::record::{EvaluationData, ModelMetrics, encode};
 use crate::dataset::tfrecord::write_record;
-use crate::db::export::{ExportError, write_atomically};
-use crate::db::ingest::SYNTHETIC_CHECKPOINT_PREFIX;
+use crate::output::{ExportError, write_atomically};
 
 /// The budgets of `nasbench_full.tfrecord`.
 pub const FULL_BUDGETS: [i64; 4] = [4, 12, 36, 108];

@@ -29,7 +29,7 @@ impl WriteLock {
 
 /// The lock file of database `db`: `<db>.lock` beside it.
 pub fn lock_path(db: &Path) -> PathBuf {
-    crate::db::export::sidecar(db, ".lock")
+    crate::output::sidecar(db, ".lock")
 }
 
 /// Takes the write lock of `db`, waiting for another writer to finish

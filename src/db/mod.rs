@@ -14,7 +14,7 @@ use arrow::array::RecordBatchReader;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use duckdb::{Connection, ffi};
 
-use crate::db::export::{make_readable, parent_dir};
+use crate::output::{make_readable, parent_dir};
 
 /// `sql/schema.sql`: the tables `models` and `evaluations`.
 pub const SCHEMA_SQL: &str = include_str!("../../sql/schema.sql");
@@ -472,7 +472,7 @@ fn create_with<T: Default, E: From<DbError>>(
     // A write-ahead log beside the old file belongs to it: replayed onto
     // the new file it would corrupt it, and removed before the rename it
     // would lose the old file's last writes if the process died between.
-    let wal = crate::db::export::sidecar(path, ".wal");
+    let wal = crate::output::sidecar(path, ".wal");
     if wal.exists() {
         checkpoint_file(path)?;
         crate::db::lock::failpoint("replace:old-checkpointed");

@@ -170,12 +170,12 @@ pub fn compile_cached(
         && std::fs::create_dir_all(dir).is_ok()
     {
         // A cache that cannot be written only costs a compile next time.
-        let _ = crate::db::export::write_atomically(&p, |f| {
+        let _ = crate::output::write_atomically(&p, |f| {
             std::io::Write::write_all(
                 f,
                 format!("{PTX_MARK}{}\n{text}", sha256_hex(&text)).as_bytes(),
             )
-            .map_err(|source| crate::db::export::ExportError::Io {
+            .map_err(|source| crate::output::ExportError::Io {
                 path: p.display().to_string(),
                 source,
             })

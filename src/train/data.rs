@@ -490,12 +490,10 @@ pub fn write_synthetic(
             bytes.extend(synthetic_image(label, size, &mut rng));
         }
         let path = out.join(name);
-        crate::db::export::write_atomically(&path, |f| {
-            std::io::Write::write_all(f, &bytes).map_err(|source| {
-                crate::db::export::ExportError::Io {
-                    path: path.display().to_string(),
-                    source,
-                }
+        crate::output::write_atomically(&path, |f| {
+            std::io::Write::write_all(f, &bytes).map_err(|source| crate::output::ExportError::Io {
+                path: path.display().to_string(),
+                source,
             })
         })
         .map_err(|e| format_err(&path, e.to_string()))?;

@@ -8,6 +8,7 @@ pub mod data;
 pub mod net;
 #[cfg(feature = "cuda")]
 pub mod parity;
+#[cfg(feature = "duckdb")]
 pub mod rows;
 pub mod trainer;
 

@@ -429,11 +429,9 @@ pub fn export_parquet(conn: &Connection, dir: &Path) -> Result<(), DbError> {
         path: dir.display().to_string(),
         source,
     })?;
-    copy_to_parquet(
-        conn,
-        "SELECT * FROM models ORDER BY hash",
-        &dir.join("models.parquet"),
-    )?;
+    // `models` in the order it was stored (the cells' first appearance in
+    // the release file: `hash_iterator`'s order over the export).
+    copy_to_parquet(conn, "SELECT * FROM models", &dir.join("models.parquet"))?;
     copy_to_parquet(
         conn,
         "SELECT * FROM evaluations ORDER BY hash, epochs, repeat, point",

@@ -35,15 +35,7 @@ pub use decode::{evaluations_schema, models_schema};
 pub use load::export_parquet;
 use load::*;
 
-/// `source` of the rows of a release file.
-pub const RELEASE_SOURCE: &str = "nasbench-101";
-/// `source` of the rows of a file written by `nasbench synth`.
-pub const SYNTHETIC_SOURCE: &str = "synthetic";
-/// Checkpoint paths starting with this mark a synthetic record; ingest gives
-/// its rows [`SYNTHETIC_SOURCE`]. The mark alone, as `nasbench synth` writes
-/// it, names no checkpoint and is stored as NULL (the release's records
-/// have no checkpoint paths either), see [`stored_checkpoint_path`].
-pub const SYNTHETIC_CHECKPOINT_PREFIX: &str = "synthetic:";
+pub use crate::dataset::{RELEASE_SOURCE, SYNTHETIC_CHECKPOINT_PREFIX, SYNTHETIC_SOURCE};
 
 /// The `checkpoint_path` stored for a record's path: the path, except that
 /// the bare synthetic mark (which `source` carries) is NULL.

@@ -99,8 +99,8 @@ pub(super) fn save_checkpoint<B: Backend>(
     );
     info.insert(CHECKPOINT_CRC.to_string(), crc.to_string());
     let bytes = safetensors::serialize(views, Some(info)).map_err(|e| err(&e))?;
-    crate::db::export::write_atomically(&path, |f| {
-        std::io::Write::write_all(f, &bytes).map_err(|source| crate::db::export::ExportError::Io {
+    crate::output::write_atomically(&path, |f| {
+        std::io::Write::write_all(f, &bytes).map_err(|source| crate::output::ExportError::Io {
             path: path.display().to_string(),
             source,
         })

@@ -7,9 +7,9 @@
 //! modification time. Layout (little-endian, every section 8-aligned):
 //!
 //! ```text
-//! "NBQIDX03" | u64 header length | u32 CRC32C of the block table | pad |
+//! "NBQIDX04" | u64 header length | u32 CRC32C of the block table | pad |
 //!          u32 CRC32C of bytes 8..24 and the header | pad |
-//!          JSON header (with "version": 3) | pad
+//!          JSON header (with "version": 4) | pad
 //! buckets  [2^bits + 1]u32  buckets[k]..buckets[k+1]: the cells whose hash
 //!                   starts with the bits-bit prefix k (about one per bucket)
 //! cells    [n][64]  one cache line per cell, sorted by hash: the hash
@@ -22,9 +22,11 @@
 //!                   cache line; then [b][r]u32 the CRC32C of each run line
 //!                   (padded to whole lines)
 //! keys     [n]u64   canonical keys (generate::canonical_key), sorted
-//! key_cell [n]u32   the cell of each key (pad)
+//! key_cell [n]u32   the cell of each key
+//! order    [n]u32   the cells in the order they first appear in the
+//!                   source (`hash_iterator`'s order) (pad)
 //! blocks   []u32    CRC32C of each 64 KiB block of the buckets, then of
-//!                   keys and key_cell together (the last block of each
+//!                   keys, key_cell and order together (the last block of each
 //!                   shorter)
 //! ```
 //!
@@ -47,25 +49,29 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
-use duckdb::Connection;
-use rayon::prelude::*;
+#[cfg(feature = "duckdb")]
+use ::duckdb::Connection;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, DATASET_SOURCES_SQL, FixedStats, Point, RunMetrics};
-use crate::cell::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
-use crate::cell::graph::{Matrix, ModelHash};
-use crate::cell::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
-use crate::db::DuckDbContext;
+use super::{ApiError, FixedStats, Point, RunMetrics};
+use crate::cell::generate::{LabeledGraph, MAX_VERTICES};
+use crate::cell::graph::ModelHash;
 use crate::prefetch_line;
 
-const MAGIC: &[u8; 8] = b"NBQIDX03";
+#[cfg(feature = "duckdb")]
+mod duckdb;
+mod release;
+mod write;
+
+#[cfg(feature = "duckdb")]
+pub(crate) use write::graph_of;
+pub use write::{CellIn, Writer};
+
+const MAGIC: &[u8; 8] = b"NBQIDX04";
 /// The format version, also in the header.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// Bytes before the JSON header.
 const PREAMBLE: usize = 32;
 /// Offset of a cell line's checksum.
@@ -138,6 +144,7 @@ struct Layout {
     metrics: usize,
     keys: usize,
     key_cells: usize,
+    order: usize,
     /// End of the key sections (`key_cell` padded).
     keys_end: usize,
     /// The block table, and the number of bucket blocks at its start.
@@ -176,7 +183,8 @@ impl Layout {
             .checked_add(runs.checked_mul(4)?.div_ceil(64).checked_mul(64)?)?;
         let keys = metrics.checked_add(n.checked_mul(stride)?)?;
         let key_cells = keys.checked_add(n.checked_mul(8)?)?;
-        let keys_end = align8(key_cells.checked_add(n.checked_mul(4)?)?);
+        let order = key_cells.checked_add(n.checked_mul(4)?)?;
+        let keys_end = align8(order.checked_add(n.checked_mul(4)?)?);
         let bucket_blocks = (cells - buckets).div_ceil(BLOCK);
         let key_blocks = (keys_end - keys).div_ceil(BLOCK);
         let count = bucket_blocks + key_blocks;
@@ -187,6 +195,7 @@ impl Layout {
             metrics,
             keys,
             key_cells,
+            order,
             keys_end,
             blocks: keys_end,
             bucket_blocks,
@@ -410,18 +419,35 @@ impl Index {
     /// hold a dataset, stamps it with `source`, and writes it to `path`
     /// (temporary name, then rename). If writing fails the index still
     /// works from memory: `path` is `None` and `write_error` says why.
+    #[cfg(feature = "duckdb")]
     pub fn build(
         conn: &Connection,
         source: Vec<SourceFile>,
         path: Option<&Path>,
     ) -> Result<Index, ApiError> {
-        let bytes = build_bytes(conn, source)?;
+        Self::from_built(duckdb::build_bytes(conn, source)?, path)
+    }
+
+    /// Builds the index straight from a release TFRecord file (no DuckDB;
+    /// see [`release`]'s rules), stamps it with `source`, and writes it to
+    /// `path` as [`Index::build`] does.
+    pub fn build_from_release(
+        file: &Path,
+        source: Vec<SourceFile>,
+        path: Option<&Path>,
+    ) -> Result<Index, ApiError> {
+        Self::from_built(release::build_bytes(file, source)?, path)
+    }
+
+    /// Writes built bytes to `path` (temporary name, then rename) and opens
+    /// them from memory.
+    fn from_built(bytes: Vec<u8>, path: Option<&Path>) -> Result<Index, ApiError> {
         let mut write_error = None;
         let written = path.and_then(|p| {
-            crate::db::export::write_atomically(p, |f| {
+            crate::output::write_atomically(p, |f| {
                 f.write_all(&bytes)
                     .and_then(|()| f.sync_all())
-                    .map_err(|source| crate::db::export::ExportError::Io {
+                    .map_err(|source| crate::output::ExportError::Io {
                         path: p.display().to_string(),
                         source,
                     })
@@ -438,6 +464,23 @@ impl Index {
         ix.built = true;
         ix.write_error = write_error;
         Ok(ix)
+    }
+
+    /// The cells in the order they first appear in the source (the
+    /// original's `hash_iterator` order), every block checked.
+    pub fn file_order(&self) -> Result<Vec<u32>, ApiError> {
+        let n = self.header.cells;
+        let mut out = Vec::with_capacity(n);
+        for k in 0..n {
+            let at = self.layout.order + k * 4;
+            self.verify_block(at)?;
+            let cell = u32_at(&self.bytes, at);
+            if cell as usize >= n {
+                return Err(self.corrupt("a cell number in the file order is out of range".into()));
+            }
+            out.push(cell);
+        }
+        Ok(out)
     }
 
     /// Number of cells.
@@ -701,342 +744,6 @@ impl Index {
             last: point(1),
         }))
     }
-}
-
-/// The string column `name` of `batch` as UTF-8 (DuckDB may hand out
-/// views or large strings).
-fn strings(batch: &RecordBatch, name: &str) -> Result<Arc<dyn Array>, ApiError> {
-    let col = batch
-        .column_by_name(name)
-        .ok_or_else(|| ApiError::Schema(format!("query result lacks column {name}")))?;
-    arrow::compute::cast(col, &DataType::Utf8)
-        .map_err(|e| ApiError::Schema(format!("column {name}: {e}")))
-}
-
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>, ApiError> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| ApiError::Schema(format!("query result lacks column {name}")))
-}
-
-fn cast(col: &Arc<dyn Array>, to: &DataType, name: &str) -> Result<Arc<dyn Array>, ApiError> {
-    arrow::compute::cast(col, to).map_err(|e| ApiError::Schema(format!("column {name}: {e}")))
-}
-
-/// Converts a stored cell (bit string, op names) to the index's form.
-pub(crate) fn graph_of(
-    hash: &str,
-    adjacency: &str,
-    ops: &[&str],
-) -> Result<LabeledGraph, ApiError> {
-    let bad = |why: &str| ApiError::Schema(format!("cell {hash}: {why}"));
-    let n = ops.len();
-    if n > MAX_VERTICES || adjacency.len() != n * n {
-        return Err(bad(
-            "more than 7 vertices or an adjacency string of the wrong length",
-        ));
-    }
-    let mut m = Matrix::zeros(n);
-    for (k, c) in adjacency.bytes().enumerate() {
-        match c {
-            b'0' => {}
-            b'1' => m.set(k / n, k % n, true),
-            _ => return Err(bad("adjacency is not a 0/1 string")),
-        }
-    }
-    let labels: Vec<i64> = ops
-        .iter()
-        .map(|&op| match op {
-            INPUT => Some(INPUT_LABEL),
-            OUTPUT => Some(OUTPUT_LABEL),
-            _ => CANONICAL_OPS
-                .iter()
-                .position(|c| *c == op)
-                .map(|p| p as i64),
-        })
-        .collect::<Option<_>>()
-        .ok_or_else(|| bad("an op outside the dataset's"))?;
-    LabeledGraph::from_parts(&m, &labels).ok_or_else(|| bad("not a NAS-Bench-101 cell"))
-}
-
-/// The dataset's cells as an SQL table expression: `models` without the
-/// cells that only trained runs have (`nasbench train` adds any cell,
-/// identity ops and more than 7 vertices included; the index holds the
-/// benchmark's cells, and SQL shows the trained ones).
-fn dataset_models(conn: &Connection) -> Result<String, ApiError> {
-    let has_runs =
-        crate::db::table_exists(conn, None, "training_runs").during("looking for training_runs")?;
-    let trained: i64 = if has_runs {
-        conn.query_row("SELECT count(*) FROM training_runs", [], |r| r.get(0))
-            .during("counting trained runs")?
-    } else {
-        0
-    };
-    if trained == 0 {
-        return Ok("models".into());
-    }
-    Ok(format!(
-        "(SELECT * FROM models WHERE hash NOT IN (\
-         SELECT hash FROM training_runs EXCEPT \
-         SELECT DISTINCT hash FROM evaluations WHERE source IN {DATASET_SOURCES_SQL} \
-         AND hash IN (SELECT hash FROM training_runs)))"
-    ))
-}
-
-fn build_bytes(conn: &Connection, source: Vec<SourceFile>) -> Result<Vec<u8>, ApiError> {
-    // Budgets and repeats.
-    let what = "reading the budgets";
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT epochs, max(repeat) FROM evaluations \
-             WHERE source IN {DATASET_SOURCES_SQL} GROUP BY epochs ORDER BY epochs"
-        ))
-        .during(what)?;
-    let mut budgets = Vec::new();
-    let mut repeats = 0usize;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-        .during(what)?;
-    for row in rows {
-        let (e, r) = row.during(what)?;
-        budgets.push(u32::try_from(e).map_err(|_| ApiError::Schema(format!("epochs {e}")))?);
-        repeats = repeats.max(usize::try_from(r).unwrap_or(0).min(255));
-    }
-    if budgets.len() > MAX_BUDGETS {
-        return Err(ApiError::Schema(format!(
-            "{} budgets; the query index holds at most {MAX_BUDGETS}",
-            budgets.len()
-        )));
-    }
-    let budget_order = super::lazy::budget_order(conn, &budgets)?;
-
-    // A build scans everything: use every core (lookups use one).
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    conn.execute_batch(&format!("SET threads = {threads}"))
-        .during("configuring DuckDB")?;
-
-    // Cells, in hash order (the cell numbers of the evaluations query).
-    let models = dataset_models(conn)?;
-    let mut cells: Vec<([u8; 16], LabeledGraph, i64)> = Vec::new();
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT hash, adjacency, ops, trainable_parameters FROM {models} ORDER BY hash"
-        ))
-        .during("reading models")?;
-    for batch in stmt.stream_arrow([]).during("reading models")? {
-        let batch = batch.during("reading models")?;
-        let hashes = strings(&batch, "hash")?;
-        let hashes = hashes.as_string::<i32>();
-        let adj = strings(&batch, "adjacency")?;
-        let adj = adj.as_string::<i32>();
-        let ops = column(&batch, "ops")?;
-        let ops = cast(
-            ops,
-            &DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
-                DataType::Utf8,
-                true,
-            ))),
-            "ops",
-        )?;
-        let ops = ops.as_list::<i32>();
-        let params = cast(
-            column(&batch, "trainable_parameters")?,
-            &DataType::Int64,
-            "trainable_parameters",
-        )?;
-        let params = params.as_primitive::<Int64Type>();
-        for i in 0..batch.num_rows() {
-            let h = hashes.value(i);
-            let hash: ModelHash = h
-                .parse()
-                .map_err(|_| ApiError::Schema(format!("models: bad hash {h:?}")))?;
-            let names = ops.value(i);
-            let names = names.as_string::<i32>();
-            let names: Vec<&str> = (0..names.len()).map(|k| names.value(k)).collect();
-            let graph = graph_of(h, adj.value(i), &names)?;
-            let p = if params.is_null(i) {
-                i64::MIN
-            } else {
-                params.value(i)
-            };
-            cells.push((hash.0, graph, p));
-        }
-    }
-    // Lower-case hex sorts like the bytes; anything else would break the
-    // cell numbering below.
-    if let Some(w) = cells.windows(2).find(|w| w[0].0 >= w[1].0) {
-        return Err(ApiError::Schema(format!(
-            "models: hash {} repeated or not lower-case hex",
-            ModelHash(w[1].0)
-        )));
-    }
-
-    // Up to 120 vertex permutations per cell: on every core.
-    let mut keyed: Vec<(u64, u32)> = cells
-        .par_iter()
-        .enumerate()
-        .map(|(i, c)| (canonical_key(&c.1), i as u32))
-        .collect();
-    keyed.par_sort_unstable();
-    let keys_unique = keyed.windows(2).all(|w| w[0].0 != w[1].0);
-
-    // About one cell per bucket.
-    let bucket_bits = (usize::BITS - cells.len().leading_zeros()).clamp(8, 24);
-    let header = Header {
-        version: VERSION,
-        cells: cells.len(),
-        bucket_bits,
-        budgets,
-        budget_order,
-        repeats,
-        keys_unique,
-        source,
-    };
-    let json = serde_json::to_vec(&header).map_err(|e| ApiError::Schema(e.to_string()))?;
-    let layout = Layout::new(PREAMBLE + json.len(), &header)
-        .ok_or_else(|| ApiError::Schema(format!("{} cells do not fit an index", header.cells)))?;
-    let mut out = vec![0u8; layout.end];
-    out[..8].copy_from_slice(MAGIC);
-    out[8..16].copy_from_slice(&(json.len() as u64).to_le_bytes());
-    out[PREAMBLE..PREAMBLE + json.len()].copy_from_slice(&json);
-    let mut next_bucket = 0usize;
-    let put_bucket = |out: &mut Vec<u8>, k: usize, cell: usize| {
-        out[layout.buckets + k * 4..][..4].copy_from_slice(&(cell as u32).to_le_bytes());
-    };
-    for (i, (h, g, p)) in cells.iter().enumerate() {
-        let prefix = (u128::from_be_bytes(*h) >> (128 - bucket_bits)) as usize;
-        while next_bucket <= prefix {
-            put_bucket(&mut out, next_bucket, i);
-            next_bucket += 1;
-        }
-        let o = layout.cells + i * CELL_BYTES;
-        out[o..o + 16].copy_from_slice(h);
-        out[o + 16] = g.n;
-        out[o + 17..o + 24].copy_from_slice(&g.rows);
-        for (k, &l) in g.labels.iter().enumerate() {
-            out[o + 24 + k] = l as u8;
-        }
-        out[o + 32..o + 40].copy_from_slice(&p.to_le_bytes());
-    }
-    while next_bucket <= 1 << bucket_bits {
-        put_bucket(&mut out, next_bucket, cells.len());
-        next_bucket += 1;
-    }
-    for (k, &(key, cell)) in keyed.iter().enumerate() {
-        out[layout.keys + k * 8..][..8].copy_from_slice(&key.to_le_bytes());
-        out[layout.key_cells + k * 4..][..4].copy_from_slice(&cell.to_le_bytes());
-    }
-    let nan = f64::NAN.to_le_bytes();
-    for chunk in out[layout.metrics..layout.keys].chunks_exact_mut(8) {
-        chunk.copy_from_slice(&nan);
-    }
-
-    // Runs: halfway and final points of every dataset run, each row with
-    // its cell number (the join runs inside DuckDB, in parallel).
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT m.cell, e.epochs, e.repeat, e.point, e.training_time, e.train_accuracy, \
-             e.validation_accuracy, e.test_accuracy \
-             FROM evaluations e LEFT JOIN \
-             (SELECT hash, (row_number() OVER (ORDER BY hash) - 1)::INTEGER AS cell FROM {models}) m \
-             ON e.hash = m.hash \
-             WHERE e.point IN (1, 2) AND e.source IN {DATASET_SOURCES_SQL}"
-        ))
-        .during("reading evaluations")?;
-    for batch in stmt.stream_arrow([]).during("reading evaluations")? {
-        let batch = batch.during("reading evaluations")?;
-        let ints = |name: &str| cast(column(&batch, name)?, &DataType::Int32, name);
-        let (cell, epochs, repeat, point) = (
-            ints("cell")?,
-            ints("epochs")?,
-            ints("repeat")?,
-            ints("point")?,
-        );
-        let (cell, epochs, repeat, point) = (
-            cell.as_primitive::<Int32Type>(),
-            epochs.as_primitive::<Int32Type>(),
-            repeat.as_primitive::<Int32Type>(),
-            point.as_primitive::<Int32Type>(),
-        );
-        let mut values = Vec::with_capacity(4);
-        for name in [
-            "training_time",
-            "train_accuracy",
-            "validation_accuracy",
-            "test_accuracy",
-        ] {
-            values.push(cast(column(&batch, name)?, &DataType::Float64, name)?);
-        }
-        let values: Vec<_> = values
-            .iter()
-            .map(|v| v.as_primitive::<Float64Type>())
-            .collect();
-        for i in 0..batch.num_rows() {
-            if cell.is_null(i) {
-                return Err(ApiError::Schema(
-                    "evaluations has hashes that models lacks (list them with: SELECT DISTINCT \
-                     hash FROM evaluations ANTI JOIN models USING (hash))"
-                        .into(),
-                ));
-            }
-            let cell = cell.value(i) as usize;
-            let e = u32::try_from(epochs.value(i)).unwrap_or(u32::MAX);
-            let Some(b) = header.budgets.iter().position(|&x| x == e) else {
-                continue;
-            };
-            let r = repeat.value(i);
-            if r < 1 || r as usize > repeats || cell >= cells.len() {
-                continue;
-            }
-            let r = r as usize - 1;
-            let count = &mut out[layout.cells + cell * CELL_BYTES + 40 + b];
-            *count = (*count).max(r as u8 + 1);
-            let base = layout.run(cell, b, r);
-            let k = if point.value(i) == 1 { 0 } else { 4 };
-            for (j, v) in values.iter().enumerate() {
-                let x = if v.is_null(i) { f64::NAN } else { v.value(i) };
-                out[base + (k + j) * 8..][..8].copy_from_slice(&x.to_le_bytes());
-            }
-        }
-    }
-    seal(&mut out, &layout, json.len());
-    Ok(out)
-}
-
-/// Writes the checksums: each cell line's, each run line's,
-/// each block's of the buckets and keys, the block table's, and last the
-/// preamble's and header's.
-fn seal(out: &mut [u8], layout: &Layout, header_len: usize) {
-    let runs = layout.budgets * layout.repeats;
-    let (head, rest) = out.split_at_mut(layout.metrics);
-    head[layout.cells..]
-        .par_chunks_exact_mut(CELL_BYTES)
-        .for_each(|line| {
-            let crc = cell_crc(line);
-            line[CELL_CRC..CELL_CRC + 4].copy_from_slice(&crc.to_le_bytes());
-        });
-    if layout.stride > 0 {
-        rest[..layout.keys - layout.metrics]
-            .par_chunks_exact_mut(layout.stride)
-            .for_each(|cell| {
-                for j in 0..runs {
-                    let crc = crc32c::crc32c(&cell[j * VALUES * 8..(j + 1) * VALUES * 8]);
-                    let at = runs * VALUES * 8 + j * 4;
-                    cell[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-                }
-            });
-    }
-    for k in 0..layout.block_count() {
-        let crc = crc32c::crc32c(&out[layout.block(k)]);
-        out[layout.blocks + k * 4..][..4].copy_from_slice(&crc.to_le_bytes());
-    }
-    let table = crc32c::crc32c(&out[layout.blocks..layout.end]);
-    out[16..20].copy_from_slice(&table.to_le_bytes());
-    let header = crc32c::crc32c_append(
-        crc32c::crc32c(&out[8..24]),
-        &out[PREAMBLE..PREAMBLE + header_len],
-    );
-    out[24..28].copy_from_slice(&header.to_le_bytes());
 }
 
 #[cfg(test)]

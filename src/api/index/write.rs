@@ -1,0 +1,248 @@
+//! Writing an index: the cells laid out in hash order with their canonical keys and file order, each run put in its line, and everything sealed with its checksums.
+
+use rayon::prelude::*;
+
+use super::{
+    CELL_BYTES, CELL_CRC, Header, Layout, MAGIC, MAX_BUDGETS, PREAMBLE, SourceFile, VALUES,
+    VERSION, cell_crc,
+};
+use crate::api::ApiError;
+use crate::cell::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
+use crate::cell::graph::{Matrix, ModelHash};
+use crate::cell::ops::{CANONICAL_OPS, INPUT, INPUT_LABEL, OUTPUT, OUTPUT_LABEL};
+
+/// One cell of the dataset as the index stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct CellIn {
+    /// The dataset hash, as 16 big-endian bytes.
+    pub hash: [u8; 16],
+    /// The stored matrix and labels.
+    pub graph: LabeledGraph,
+    /// Trainable parameters (`i64::MIN`: unknown).
+    pub params: i64,
+}
+
+/// An index under construction: [`Writer::new`] lays out the cells, then
+/// [`Writer::put`] fills runs in any order and [`Writer::finish`] seals it.
+pub struct Writer {
+    out: Vec<u8>,
+    layout: Layout,
+    header: Header,
+    json_len: usize,
+}
+
+impl Writer {
+    /// Lays out `cells` (sorted by hash, no repeats) with `repeats` runs
+    /// per budget; `budget_order` lists the budgets as they first appear in
+    /// the data, `order` the cells (their numbers here) in the order they
+    /// first appear (`None`: hash order).
+    pub fn new(
+        cells: &[CellIn],
+        budget_order: Vec<u32>,
+        repeats: usize,
+        order: Option<&[u32]>,
+        source: Vec<SourceFile>,
+    ) -> Result<Writer, ApiError> {
+        let mut budgets = budget_order.clone();
+        budgets.sort_unstable();
+        budgets.dedup();
+        if budgets.len() > MAX_BUDGETS || budgets.len() != budget_order.len() {
+            return Err(ApiError::Schema(format!(
+                "{} budgets ({budget_order:?}); the query index holds at most {MAX_BUDGETS}, each once",
+                budget_order.len()
+            )));
+        }
+        if let Some(w) = cells.windows(2).find(|w| w[0].hash >= w[1].hash) {
+            return Err(ApiError::Schema(format!(
+                "models: hash {} repeated or not lower-case hex",
+                ModelHash(w[1].hash)
+            )));
+        }
+        let order_ok = |o: &[u32]| {
+            let mut seen = vec![false; cells.len()];
+            o.len() == cells.len()
+                && o.iter().all(|&c| {
+                    let fresh = seen.get(c as usize).is_some_and(|s| !s);
+                    if fresh {
+                        seen[c as usize] = true;
+                    }
+                    fresh
+                })
+        };
+        if let Some(o) = order
+            && !order_ok(o)
+        {
+            return Err(ApiError::Schema(
+                "the file order of the cells is not a permutation of them".into(),
+            ));
+        }
+        // Up to 120 vertex permutations per cell: on every core.
+        let mut keyed: Vec<(u64, u32)> = cells
+            .par_iter()
+            .enumerate()
+            .map(|(i, c)| (canonical_key(&c.graph), i as u32))
+            .collect();
+        keyed.par_sort_unstable();
+        let keys_unique = keyed.windows(2).all(|w| w[0].0 != w[1].0);
+
+        // About one cell per bucket.
+        let bucket_bits = (usize::BITS - cells.len().leading_zeros()).clamp(8, 24);
+        let header = Header {
+            version: VERSION,
+            cells: cells.len(),
+            bucket_bits,
+            budgets,
+            budget_order,
+            repeats: repeats.min(usize::from(u8::MAX)),
+            keys_unique,
+            source,
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| ApiError::Schema(e.to_string()))?;
+        let layout = Layout::new(PREAMBLE + json.len(), &header).ok_or_else(|| {
+            ApiError::Schema(format!("{} cells do not fit an index", header.cells))
+        })?;
+        let mut out = vec![0u8; layout.end];
+        out[..8].copy_from_slice(MAGIC);
+        out[8..16].copy_from_slice(&(json.len() as u64).to_le_bytes());
+        out[PREAMBLE..PREAMBLE + json.len()].copy_from_slice(&json);
+        let mut next_bucket = 0usize;
+        let put_bucket = |out: &mut Vec<u8>, k: usize, cell: usize| {
+            out[layout.buckets + k * 4..][..4].copy_from_slice(&(cell as u32).to_le_bytes());
+        };
+        for (i, c) in cells.iter().enumerate() {
+            let prefix = (u128::from_be_bytes(c.hash) >> (128 - bucket_bits)) as usize;
+            while next_bucket <= prefix {
+                put_bucket(&mut out, next_bucket, i);
+                next_bucket += 1;
+            }
+            let o = layout.cells + i * CELL_BYTES;
+            out[o..o + 16].copy_from_slice(&c.hash);
+            out[o + 16] = c.graph.n;
+            out[o + 17..o + 24].copy_from_slice(&c.graph.rows);
+            for (k, &l) in c.graph.labels.iter().enumerate() {
+                out[o + 24 + k] = l as u8;
+            }
+            out[o + 32..o + 40].copy_from_slice(&c.params.to_le_bytes());
+        }
+        while next_bucket <= 1 << bucket_bits {
+            put_bucket(&mut out, next_bucket, cells.len());
+            next_bucket += 1;
+        }
+        for (k, &(key, cell)) in keyed.iter().enumerate() {
+            out[layout.keys + k * 8..][..8].copy_from_slice(&key.to_le_bytes());
+            out[layout.key_cells + k * 4..][..4].copy_from_slice(&cell.to_le_bytes());
+        }
+        for k in 0..cells.len() {
+            let cell = order.map_or(k as u32, |o| o[k]);
+            out[layout.order + k * 4..][..4].copy_from_slice(&cell.to_le_bytes());
+        }
+        let nan = f64::NAN.to_le_bytes();
+        for chunk in out[layout.metrics..layout.keys].chunks_exact_mut(8) {
+            chunk.copy_from_slice(&nan);
+        }
+        Ok(Writer {
+            out,
+            layout,
+            json_len: json.len(),
+            header,
+        })
+    }
+
+    /// The budget index of `epochs`, if it is one of the index's budgets.
+    pub fn budget(&self, epochs: u32) -> Option<usize> {
+        self.header.budgets.iter().position(|&x| x == epochs)
+    }
+
+    /// Puts one evaluation point of repeat `r` (0-based) of `cell` at budget
+    /// index `b`: `last` false for the halfway point, true for the final one;
+    /// `values` are training time, train, validation and test accuracy.
+    /// Points outside the layout are ignored.
+    pub fn put(&mut self, cell: usize, b: usize, r: usize, last: bool, values: [Option<f64>; 4]) {
+        if cell >= self.header.cells || b >= self.header.budgets.len() || r >= self.header.repeats {
+            return;
+        }
+        let count = &mut self.out[self.layout.cells + cell * CELL_BYTES + 40 + b];
+        *count = (*count).max(r as u8 + 1);
+        let base = self.layout.run(cell, b, r);
+        let k = if last { 4 } else { 0 };
+        for (j, v) in values.iter().enumerate() {
+            let x = v.unwrap_or(f64::NAN);
+            self.out[base + (k + j) * 8..][..8].copy_from_slice(&x.to_le_bytes());
+        }
+    }
+
+    /// Writes the checksums: each cell line's, each run line's, each
+    /// block's of the buckets and keys, the block table's, and last the
+    /// preamble's and header's.
+    pub fn finish(mut self) -> Vec<u8> {
+        let layout = &self.layout;
+        let out = &mut self.out;
+        let runs = layout.budgets * layout.repeats;
+        let (head, rest) = out.split_at_mut(layout.metrics);
+        head[layout.cells..]
+            .par_chunks_exact_mut(CELL_BYTES)
+            .for_each(|line| {
+                let crc = cell_crc(line);
+                line[CELL_CRC..CELL_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+            });
+        if layout.stride > 0 {
+            rest[..layout.keys - layout.metrics]
+                .par_chunks_exact_mut(layout.stride)
+                .for_each(|cell| {
+                    for j in 0..runs {
+                        let crc = crc32c::crc32c(&cell[j * VALUES * 8..(j + 1) * VALUES * 8]);
+                        let at = runs * VALUES * 8 + j * 4;
+                        cell[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+                    }
+                });
+        }
+        for k in 0..layout.block_count() {
+            let crc = crc32c::crc32c(&out[layout.block(k)]);
+            out[layout.blocks + k * 4..][..4].copy_from_slice(&crc.to_le_bytes());
+        }
+        let table = crc32c::crc32c(&out[layout.blocks..layout.end]);
+        out[16..20].copy_from_slice(&table.to_le_bytes());
+        let header = crc32c::crc32c_append(
+            crc32c::crc32c(&out[8..24]),
+            &out[PREAMBLE..PREAMBLE + self.json_len],
+        );
+        out[24..28].copy_from_slice(&header.to_le_bytes());
+        self.out
+    }
+}
+
+/// Converts a stored cell (bit string, op names) to the index's form.
+pub(crate) fn graph_of(
+    hash: &str,
+    adjacency: &str,
+    ops: &[&str],
+) -> Result<LabeledGraph, ApiError> {
+    let bad = |why: &str| ApiError::Schema(format!("cell {hash}: {why}"));
+    let n = ops.len();
+    if n > MAX_VERTICES || adjacency.len() != n * n {
+        return Err(bad(
+            "more than 7 vertices or an adjacency string of the wrong length",
+        ));
+    }
+    let mut m = Matrix::zeros(n);
+    for (k, c) in adjacency.bytes().enumerate() {
+        match c {
+            b'0' => {}
+            b'1' => m.set(k / n, k % n, true),
+            _ => return Err(bad("adjacency is not a 0/1 string")),
+        }
+    }
+    let labels: Vec<i64> = ops
+        .iter()
+        .map(|&op| match op {
+            INPUT => Some(INPUT_LABEL),
+            OUTPUT => Some(OUTPUT_LABEL),
+            _ => CANONICAL_OPS
+                .iter()
+                .position(|c| *c == op)
+                .map(|p| p as i64),
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad("an op outside the dataset's"))?;
+    LabeledGraph::from_parts(&m, &labels).ok_or_else(|| bad("not a NAS-Bench-101 cell"))
+}
