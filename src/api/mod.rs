@@ -414,15 +414,49 @@ pub fn open_release(path: &Path, building: impl FnOnce(&Path)) -> Result<Index, 
     }
     let dir = crate::output::parent_dir(path);
     let writable = tempfile::tempfile_in(dir).is_ok();
-    let target = match (&cached, writable) {
-        (Some(c), false) => {
-            let _ = c.parent().map(std::fs::create_dir_all);
-            c.clone()
+    building(if writable {
+        &beside
+    } else {
+        cached.as_ref().unwrap_or(&beside)
+    });
+    let mut ix = Index::build_from_release(path, source, writable.then_some(beside.as_path()))?;
+    // Not written beside the file (read-only folder, or something else in
+    // the index's place): the user's cache.
+    if ix.path.is_none()
+        && let Some(c) = &cached
+    {
+        let _ = c.parent().map(std::fs::create_dir_all);
+        if let Err(e) = ix.save_as(c) {
+            ix.write_error = Some(e);
         }
-        _ => beside,
-    };
-    building(&target);
-    Index::build_from_release(path, source, Some(&target))
+    }
+    Ok(ix)
+}
+
+/// The query index of a database, a Parquet directory or a release
+/// TFRecord file: mapped when a fresh one exists (and read ahead), else
+/// built (calling `building` with where it goes first) and written beside
+/// the source (a release file's in [`release_cache_path`] when its folder
+/// is not writable).
+pub fn open_index(path: &Path, building: impl FnOnce(&Path)) -> Result<Index, ApiError> {
+    if path.is_file() && !is_duckdb_file(path) {
+        let ix = open_release(path, building)?;
+        if !ix.built {
+            ix.read_ahead_all();
+        }
+        return Ok(ix);
+    }
+    let (source, index_path) = index_location(path)?;
+    match Index::open_fresh(&index_path, &source)? {
+        Some(ix) => {
+            ix.read_ahead_all();
+            Ok(ix)
+        }
+        None => {
+            building(&index_path);
+            build_index(path, source, &index_path)
+        }
+    }
 }
 
 /// Builds the index of a database, Parquet directory or release file.
@@ -494,18 +528,10 @@ impl NasBench {
         seed: Option<u64>,
         building: impl FnOnce(&Path),
     ) -> Result<NasBench, ApiError> {
-        let (source, index_path) = index_location(path)?;
-        let index = match Index::open_fresh(&index_path, &source)? {
-            Some(ix) => {
-                ix.read_ahead_all();
-                ix
-            }
-            None => {
-                building(&index_path);
-                build_index(path, source, &index_path)?
-            }
-        };
-        Ok(Self::with_store(Store::Memory(index), seed))
+        Ok(Self::with_store(
+            Store::Memory(open_index(path, building)?),
+            seed,
+        ))
     }
 
     /// Answers from an index already opened (for example with
@@ -790,7 +816,7 @@ fn invalid_epochs(ix: &Index, epochs: u32) -> ApiError {
 
 /// The cell of a checked spec: by its canonical key when that is exact
 /// (always, for the NAS-Bench-101 space), else by its MD5 hash.
-fn find_spec(ix: &Index, spec: &ModelSpec) -> Result<usize, ApiError> {
+pub fn find_spec(ix: &Index, spec: &ModelSpec) -> Result<usize, ApiError> {
     let (Some(matrix), Ok(labels)) = (spec.matrix(), spec.labels(&ix_ops())) else {
         return Err(OutOfDomain::Disconnected.into());
     };
@@ -812,7 +838,7 @@ fn ix_ops() -> [&'static str; 3] {
 }
 
 /// Every run of a verified cell, each checked as it is read.
-fn cell_metrics(ix: &Index, cell: usize) -> Result<CellMetrics, ApiError> {
+pub fn cell_metrics(ix: &Index, cell: usize) -> Result<CellMetrics, ApiError> {
     let mut computed = BTreeMap::new();
     for (b, &e) in ix.budgets().iter().enumerate() {
         let n = ix.repeat_count(cell, b);

@@ -466,6 +466,24 @@ impl Index {
         Ok(ix)
     }
 
+    /// Writes a built index to `p` (temporary name, then rename); on
+    /// success `path` is `p` and `write_error` is cleared.
+    pub fn save_as(&mut self, p: &Path) -> Result<(), String> {
+        let bytes: &[u8] = &self.bytes;
+        crate::output::write_atomically(p, |f| {
+            f.write_all(bytes)
+                .and_then(|()| f.sync_all())
+                .map_err(|source| crate::output::ExportError::Io {
+                    path: p.display().to_string(),
+                    source,
+                })
+        })
+        .map_err(|e| e.to_string())?;
+        self.path = Some(p.to_path_buf());
+        self.write_error = None;
+        Ok(())
+    }
+
     /// The cells in the order they first appear in the source (the
     /// original's `hash_iterator` order), every block checked.
     pub fn file_order(&self) -> Result<Vec<u32>, ApiError> {

@@ -1,0 +1,885 @@
+//! The native half of the `nasbench` Python package: the memory-mapped query index and the cell spec, with the original API's hot paths (spec checks, lookup, the draw from Python's `random`, the result dict).
+//!
+//! Every entry point returns a Python exception on failure; nothing here
+//! panics on user input, and PyO3 turns any panic into a `PanicException`
+//! instead of unwinding into the interpreter.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use nasbench::api::{self, ApiError, Index, NUM_REPEATS, RunMetrics};
+use nasbench::cell::graph::{ModelHash, hash_module};
+use nasbench::cell::spec::{Domain, ModelSpec, OutOfDomain};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyIndexError, PyKeyError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+create_exception!(
+    _core,
+    OutOfDomainError,
+    PyException,
+    "Indicates that the requested graph is outside of the search domain."
+);
+create_exception!(
+    _core,
+    DatasetError,
+    PyException,
+    "A dataset file (release TFRecord, database, Parquet folder or query index) cannot be read; the message names the file and, for a record, its number and byte offset."
+);
+
+/// The exception a core error becomes.
+fn py_err(e: ApiError) -> PyErr {
+    match e {
+        ApiError::OutOfDomain(d) => OutOfDomainError::new_err(d.to_string()),
+        ApiError::UnknownHash(h) => PyKeyError::new_err(h.to_hex()),
+        ApiError::Spec(s) => PyValueError::new_err(s.to_string()),
+        other => DatasetError::new_err(other.to_string()),
+    }
+}
+
+/// Reads a matrix given as nested sequences (or anything with `tolist()`,
+/// such as a numpy array) into rows of ints; `None` when it is not one.
+fn read_matrix(m: &Bound<'_, PyAny>) -> PyResult<Option<Vec<Vec<i64>>>> {
+    let list;
+    let m = if m.hasattr("tolist")? && !m.is_instance_of::<PyList>() {
+        list = m.call_method0("tolist")?;
+        &list
+    } else {
+        m
+    };
+    let Ok(rows) = m.try_iter() else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row?;
+        if row.is_instance_of::<PyString>() {
+            return Ok(None);
+        }
+        let Ok(items) = row.try_iter() else {
+            return Ok(None);
+        };
+        let mut r = Vec::new();
+        for v in items {
+            match v?.extract::<i64>() {
+                Ok(x) => r.push(x),
+                Err(_) => return Ok(None),
+            }
+        }
+        out.push(r);
+    }
+    Ok(Some(out))
+}
+
+/// Reads op names.
+fn read_ops(ops: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    ops.try_iter()
+        .and_then(|it| it.map(|o| o?.extract::<String>()).collect())
+        .map_err(|_| PyTypeError::new_err("ops must be a list of op names (str)"))
+}
+
+/// `ModelSpec`: the cell as given and pruned (see `nasbench.api.ModelSpec`).
+#[pyclass(module = "nasbench._core", name = "ModelSpec", subclass, dict, weakref)]
+pub struct PySpec {
+    /// The spec as built; after an attribute was assigned, `None` until the
+    /// attributes are read again.
+    spec: Option<ModelSpec>,
+    original_matrix: Option<Py<PyAny>>,
+    original_ops: Option<Py<PyAny>>,
+    matrix: Option<Py<PyAny>>,
+    ops: Option<Py<PyAny>>,
+    valid_spec: Option<bool>,
+    data_format: Py<PyAny>,
+    /// The numpy dtype of a matrix given as an array (the pruned matrix
+    /// keeps it, as `np.delete` does).
+    dtype: Option<Py<PyAny>>,
+}
+
+fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("numpy")
+}
+
+fn nested<'py>(py: Python<'py>, m: &nasbench::Matrix) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(
+        py,
+        m.to_nested()
+            .iter()
+            .map(|r| r.iter().map(|&v| i64::from(v)).collect::<Vec<_>>()),
+    )
+}
+
+impl PySpec {
+    /// The spec the attributes describe now.
+    fn current(slf: &Bound<'_, Self>) -> PyResult<Option<ModelSpec>> {
+        if let Some(s) = &slf.borrow().spec {
+            return Ok(Some(s.clone()));
+        }
+        spec_from_attributes(slf.as_any())
+    }
+}
+
+/// A spec from any object with the original's attributes (`valid_spec`,
+/// `matrix`, `ops`): `None` for an invalid one.
+fn spec_from_attributes(obj: &Bound<'_, PyAny>) -> PyResult<Option<ModelSpec>> {
+    if !obj.getattr("valid_spec")?.is_truthy()? {
+        return Ok(None);
+    }
+    let matrix = obj.getattr("matrix")?;
+    let rows = read_matrix(&matrix)?
+        .ok_or_else(|| PyTypeError::new_err("model_spec.matrix is not a matrix of ints"))?;
+    let ops = read_ops(&obj.getattr("ops")?)?;
+    ModelSpec::new(&rows, ops)
+        .map(Some)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+#[pymethods]
+impl PySpec {
+    #[new]
+    #[pyo3(signature = (matrix, ops, data_format = None))]
+    fn new(
+        py: Python<'_>,
+        matrix: &Bound<'_, PyAny>,
+        ops: &Bound<'_, PyAny>,
+        data_format: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let np_array = matrix.hasattr("dtype")? && matrix.hasattr("shape")?;
+        let rows = match read_matrix(matrix)? {
+            Some(r) => r,
+            None => {
+                // What np.array makes of it decides, as in the original.
+                let arr = numpy(py)?.call_method1("array", (matrix,))?;
+                read_matrix(&arr)?.ok_or_else(|| PyValueError::new_err("matrix must be square"))?
+            }
+        };
+        let op_names = read_ops(ops)?;
+        let spec =
+            ModelSpec::new(&rows, op_names).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let (original_matrix, dtype) = if np_array {
+            let copy = matrix.call_method0("copy")?;
+            let dtype = copy.getattr("dtype")?.unbind();
+            (Some(copy.unbind()), Some(dtype))
+        } else {
+            (None, None)
+        };
+        Ok(PySpec {
+            valid_spec: Some(spec.valid_spec()),
+            spec: Some(spec),
+            original_matrix,
+            original_ops: None,
+            matrix: None,
+            ops: None,
+            data_format: data_format.unwrap_or_else(|| {
+                "channels_last"
+                    .into_pyobject(py)
+                    .map(|s| s.into_any().unbind())
+                    .unwrap_or_else(|_| py.None())
+            }),
+            dtype,
+        })
+    }
+
+    /// The matrix as given (a numpy array).
+    #[getter]
+    fn original_matrix(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(m) = &slf.borrow().original_matrix {
+            return Ok(m.clone_ref(py));
+        }
+        let m = {
+            let me = slf.borrow();
+            let spec = me
+                .spec
+                .as_ref()
+                .ok_or_else(|| PyTypeError::new_err("no matrix"))?;
+            numpy(py)?
+                .call_method1("array", (nested(py, spec.original_matrix())?,))?
+                .unbind()
+        };
+        slf.borrow_mut().original_matrix = Some(m.clone_ref(py));
+        Ok(m)
+    }
+
+    #[setter]
+    fn set_original_matrix(&mut self, value: Py<PyAny>) {
+        self.original_matrix = Some(value);
+    }
+
+    /// The ops as given (a list of str).
+    #[getter]
+    fn original_ops(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(o) = &slf.borrow().original_ops {
+            return Ok(o.clone_ref(py));
+        }
+        let o = {
+            let me = slf.borrow();
+            let spec = me
+                .spec
+                .as_ref()
+                .ok_or_else(|| PyTypeError::new_err("no ops"))?;
+            PyList::new(py, spec.original_ops())?.into_any().unbind()
+        };
+        slf.borrow_mut().original_ops = Some(o.clone_ref(py));
+        Ok(o)
+    }
+
+    #[setter]
+    fn set_original_ops(&mut self, value: Py<PyAny>) {
+        self.original_ops = Some(value);
+    }
+
+    /// The pruned matrix (a numpy array), or None for an invalid spec.
+    #[getter]
+    fn matrix(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(m) = &slf.borrow().matrix {
+            return Ok(m.clone_ref(py));
+        }
+        let m = {
+            let me = slf.borrow();
+            match me.spec.as_ref().and_then(ModelSpec::matrix) {
+                None => py.None(),
+                Some(pm) => {
+                    let kw = PyDict::new(py);
+                    if let Some(d) = &me.dtype {
+                        kw.set_item("dtype", d.clone_ref(py))?;
+                    }
+                    numpy(py)?
+                        .getattr("array")?
+                        .call((nested(py, pm)?,), Some(&kw))?
+                        .unbind()
+                }
+            }
+        };
+        slf.borrow_mut().matrix = Some(m.clone_ref(py));
+        Ok(m)
+    }
+
+    #[setter]
+    fn set_matrix(&mut self, value: Py<PyAny>) {
+        self.matrix = Some(value);
+        self.spec = None;
+    }
+
+    /// The pruned ops (a list of str), or None for an invalid spec.
+    #[getter]
+    fn ops(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(o) = &slf.borrow().ops {
+            return Ok(o.clone_ref(py));
+        }
+        let o = {
+            let me = slf.borrow();
+            match me.spec.as_ref().and_then(ModelSpec::ops) {
+                None => py.None(),
+                Some(ops) => PyList::new(py, ops)?.into_any().unbind(),
+            }
+        };
+        slf.borrow_mut().ops = Some(o.clone_ref(py));
+        Ok(o)
+    }
+
+    #[setter]
+    fn set_ops(&mut self, value: Py<PyAny>) {
+        self.ops = Some(value);
+        self.spec = None;
+    }
+
+    /// Whether input reaches output after pruning.
+    #[getter]
+    fn valid_spec(&self) -> bool {
+        self.valid_spec.unwrap_or(false)
+    }
+
+    #[setter]
+    fn set_valid_spec(&mut self, value: bool) {
+        self.valid_spec = Some(value);
+        self.spec = None;
+    }
+
+    /// 'channels_last' or 'channels_first'.
+    #[getter]
+    fn data_format(&self, py: Python<'_>) -> Py<PyAny> {
+        self.data_format.clone_ref(py)
+    }
+
+    #[setter]
+    fn set_data_format(&mut self, value: Py<PyAny>) {
+        self.data_format = value;
+    }
+
+    /// The isomorphism-invariant MD5 hash of the pruned cell, with op
+    /// labels taken from their position in `canonical_ops`.
+    fn hash_spec(slf: &Bound<'_, Self>, canonical_ops: &Bound<'_, PyAny>) -> PyResult<String> {
+        let ops = slf.getattr("ops")?;
+        if ops.is_none() {
+            return Err(PyTypeError::new_err(
+                "'NoneType' object is not subscriptable",
+            ));
+        }
+        let spec = PySpec::current(slf)?
+            .ok_or_else(|| PyTypeError::new_err("'NoneType' object is not subscriptable"))?;
+        let canon = canonical_ops
+            .cast::<PyList>()
+            .map_err(|_| PyTypeError::new_err("canonical_ops must be a list"))?;
+        let names = spec.ops().unwrap_or_default();
+        let mut labels = vec![-1i64];
+        for op in &names[1..names.len().saturating_sub(1).max(1)] {
+            let i: usize = canon.call_method1("index", (op,))?.extract()?;
+            labels.push(i as i64);
+        }
+        labels.push(-2);
+        let matrix = spec
+            .matrix()
+            .ok_or_else(|| PyTypeError::new_err("'NoneType' object is not subscriptable"))?;
+        Ok(hash_module(matrix, &labels).to_hex())
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let m = slf.getattr("matrix")?.repr()?.to_string();
+        let o = slf.getattr("ops")?.repr()?.to_string();
+        Ok(format!("ModelSpec(matrix={m}, ops={o})"))
+    }
+}
+
+/// The cells as columns: hash, vertices, adjacency bits, ops, parameters.
+type ModelColumns = (Vec<String>, Vec<u8>, Vec<String>, Vec<String>, Vec<i64>);
+
+/// The open dataset: a memory-mapped query index.
+#[pyclass(module = "nasbench._core", name = "Dataset")]
+pub struct Dataset {
+    ix: Index,
+    domain: Domain,
+    /// `module_adjacency` arrays by cell, copied for every answer.
+    adjacency: HashMap<u32, Py<PyAny>>,
+    random: Py<PyModule>,
+    int8: Py<PyAny>,
+    path: PathBuf,
+}
+
+/// Arrays kept for `module_adjacency` before the cache starts over.
+const ADJACENCY_CACHE: usize = 1 << 16;
+
+fn value(v: Option<f64>) -> f64 {
+    // The original reads proto2 defaults where a value is absent.
+    v.unwrap_or(0.0)
+}
+
+impl Dataset {
+    fn adjacency<'py>(&mut self, py: Python<'py>, cell: usize) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(a) = self.adjacency.get(&(cell as u32)) {
+            return a.bind(py).call_method0("copy");
+        }
+        let fixed = self.ix.fixed(cell);
+        let arr = numpy(py)?
+            .getattr("array")?
+            .call1((nested(py, &fixed.module_adjacency())?, self.int8.bind(py)))?;
+        if self.adjacency.len() >= ADJACENCY_CACHE {
+            self.adjacency.clear();
+        }
+        self.adjacency.insert(cell as u32, arr.clone().unbind());
+        arr.call_method0("copy")
+    }
+
+    fn fixed_dict<'py>(&mut self, py: Python<'py>, cell: usize) -> PyResult<Bound<'py, PyDict>> {
+        let fixed = self.ix.fixed(cell);
+        let d = PyDict::new(py);
+        d.set_item("module_adjacency", self.adjacency(py, cell)?)?;
+        d.set_item(
+            "module_operations",
+            PyList::new(py, fixed.module_operations())?,
+        )?;
+        d.set_item(
+            "trainable_parameters",
+            fixed.trainable_parameters.unwrap_or(0),
+        )?;
+        Ok(d)
+    }
+
+    /// The cell of a spec object (ours or any with the original's
+    /// attributes), after the original's domain checks.
+    fn cell_of(&self, spec: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let built;
+        let s = match spec.cast::<PySpec>() {
+            Ok(ours) => {
+                let me = ours.borrow();
+                match &me.spec {
+                    Some(s) => {
+                        built = s.clone();
+                        &built
+                    }
+                    None => {
+                        drop(me);
+                        match PySpec::current(ours)? {
+                            Some(s) => {
+                                built = s;
+                                &built
+                            }
+                            None => {
+                                return Err(OutOfDomainError::new_err(
+                                    OutOfDomain::Disconnected.to_string(),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            Err(_) => match spec_from_attributes(spec)? {
+                Some(s) => {
+                    built = s;
+                    &built
+                }
+                None => {
+                    return Err(OutOfDomainError::new_err(
+                        OutOfDomain::Disconnected.to_string(),
+                    ));
+                }
+            },
+        };
+        s.check(&self.domain)
+            .map_err(|e| OutOfDomainError::new_err(e.to_string()))?;
+        api::find_spec(&self.ix, s).map_err(py_err)
+    }
+
+    fn run(&self, cell: usize, epochs: u32, r: usize) -> PyResult<RunMetrics> {
+        let b = self
+            .ix
+            .budget_index(epochs)
+            .filter(|&b| self.ix.repeat_count(cell, b) > 0)
+            .ok_or_else(|| PyKeyError::new_err(epochs))?;
+        if r >= self.ix.repeat_count(cell, b) {
+            return Err(PyIndexError::new_err("list index out of range"));
+        }
+        self.ix
+            .run(cell, b, r)
+            .map_err(py_err)?
+            .ok_or_else(|| PyIndexError::new_err("list index out of range"))
+    }
+
+    fn epochs_of(epochs: &Bound<'_, PyAny>) -> PyResult<u32> {
+        if let Ok(e) = epochs.extract::<u32>() {
+            return Ok(e);
+        }
+        let f: f64 = epochs.extract()?;
+        if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) {
+            Ok(f as u32)
+        } else {
+            Err(PyKeyError::new_err(epochs.clone().unbind()))
+        }
+    }
+
+    /// One query: checks, the draw, the answer dict.
+    fn query_one<'py>(
+        &mut self,
+        py: Python<'py>,
+        cell: PyResult<usize>,
+        epochs: &Bound<'py, PyAny>,
+        stop_halfway: bool,
+        valid_epochs: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if !valid_epochs.contains(epochs)? {
+            return Err(OutOfDomainError::new_err(format!(
+                "invalid number of epochs, must be one of {}",
+                valid_epochs.str()?
+            )));
+        }
+        let cell = cell?;
+        let r: usize = self
+            .random
+            .bind(py)
+            .getattr("randint")?
+            .call1((0, NUM_REPEATS - 1))?
+            .extract()?;
+        let e = Self::epochs_of(epochs)?;
+        let run = self.run(cell, e, r)?;
+        let p = if stop_halfway { run.halfway } else { run.last };
+        let d = self.fixed_dict(py, cell)?;
+        d.set_item("training_time", value(p.training_time))?;
+        d.set_item("train_accuracy", value(p.train_accuracy))?;
+        d.set_item("validation_accuracy", value(p.validation_accuracy))?;
+        d.set_item("test_accuracy", value(p.test_accuracy))?;
+        Ok(d)
+    }
+
+    fn cell_of_hash(&self, h: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let text: String = h
+            .extract()
+            .map_err(|_| PyKeyError::new_err(h.clone().unbind()))?;
+        let hash: ModelHash = text
+            .parse()
+            .map_err(|_| PyKeyError::new_err(text.clone()))?;
+        self.ix
+            .find_hash(&hash)
+            .map_err(py_err)?
+            .ok_or_else(|| PyKeyError::new_err(text))
+    }
+}
+
+fn run_dict<'py>(py: Python<'py>, run: &RunMetrics) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("halfway_training_time", value(run.halfway.training_time))?;
+    d.set_item("halfway_train_accuracy", value(run.halfway.train_accuracy))?;
+    d.set_item(
+        "halfway_validation_accuracy",
+        value(run.halfway.validation_accuracy),
+    )?;
+    d.set_item("halfway_test_accuracy", value(run.halfway.test_accuracy))?;
+    d.set_item("final_training_time", value(run.last.training_time))?;
+    d.set_item("final_train_accuracy", value(run.last.train_accuracy))?;
+    d.set_item(
+        "final_validation_accuracy",
+        value(run.last.validation_accuracy),
+    )?;
+    d.set_item("final_test_accuracy", value(run.last.test_accuracy))?;
+    Ok(d)
+}
+
+#[pymethods]
+impl Dataset {
+    /// Opens a release `.tfrecord` file, a database written by `nasbench
+    /// ingest`, or its Parquet folder; builds the query index on the first
+    /// open (calling `building(path)` with where it goes) and maps it after.
+    #[new]
+    #[pyo3(signature = (path, building = None))]
+    fn new(py: Python<'_>, path: PathBuf, building: Option<Py<PyAny>>) -> PyResult<Self> {
+        if !path.exists() {
+            return Err(pyo3::exceptions::PyFileNotFoundError::new_err((
+                2,
+                "No such file or directory",
+                path.display().to_string(),
+            )));
+        }
+        let ix = py
+            .detach(|| {
+                api::open_index(&path, |p| {
+                    if let Some(cb) = &building {
+                        Python::attach(|py| {
+                            let _ = cb.call1(py, (p.display().to_string(),));
+                        });
+                    }
+                })
+            })
+            .map_err(py_err)?;
+        Ok(Dataset {
+            ix,
+            domain: Domain::default(),
+            adjacency: HashMap::new(),
+            random: py.import("random")?.unbind(),
+            int8: numpy(py)?.getattr("int8")?.unbind(),
+            path,
+        })
+    }
+
+    /// Number of cells.
+    fn __len__(&self) -> usize {
+        self.ix.len()
+    }
+
+    /// The budgets (epochs) in the order they first appear in the source.
+    #[getter]
+    fn budget_order(&self) -> Vec<u32> {
+        self.ix.budget_order().to_vec()
+    }
+
+    /// Where the query index lies (None: built in memory only).
+    #[getter]
+    fn index_path(&self) -> Option<String> {
+        self.ix.path.as_ref().map(|p| p.display().to_string())
+    }
+
+    /// Whether this open built the index (rather than mapping it).
+    #[getter]
+    fn built(&self) -> bool {
+        self.ix.built
+    }
+
+    /// Why a built index could not be written (it works from memory).
+    #[getter]
+    fn write_error(&self) -> Option<String> {
+        self.ix.write_error.clone()
+    }
+
+    /// The source path.
+    #[getter]
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// `NASBench.query` without the budget counters: the answer dict.
+    fn query<'py>(
+        &mut self,
+        py: Python<'py>,
+        spec: &Bound<'py, PyAny>,
+        epochs: &Bound<'py, PyAny>,
+        stop_halfway: bool,
+        valid_epochs: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        // The original checks the budget before the spec.
+        let cell = if valid_epochs.contains(epochs)? {
+            self.cell_of(spec)
+        } else {
+            Ok(0)
+        };
+        self.query_one(py, cell, epochs, stop_halfway, valid_epochs)
+    }
+
+    /// Many queries, one at a time in order (the same draws); stops at the
+    /// first error, which it returns with the answers before it.
+    /// `by_hash`: the items are hashes, not specs. Returns (answers as
+    /// columns: cell, training time, train, validation, test accuracy,
+    /// trainable parameters), and the error or None.
+    fn query_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        items: &Bound<'py, PyAny>,
+        by_hash: bool,
+        epochs: &Bound<'py, PyAny>,
+        stop_halfway: bool,
+        valid_epochs: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Option<PyErr>)> {
+        let mut cells: Vec<u32> = Vec::new();
+        let mut cols: [Vec<f64>; 4] = Default::default();
+        let mut params: Vec<i64> = Vec::new();
+        let mut error = None;
+        let e = if valid_epochs.contains(epochs)? {
+            Self::epochs_of(epochs).ok()
+        } else {
+            None
+        };
+        for item in items.try_iter()? {
+            let item = item?;
+            let outcome = (|| -> PyResult<()> {
+                let Some(e) = e else {
+                    return Err(OutOfDomainError::new_err(format!(
+                        "invalid number of epochs, must be one of {}",
+                        valid_epochs.str()?
+                    )));
+                };
+                let cell = if by_hash {
+                    self.cell_of_hash(&item)?
+                } else {
+                    self.cell_of(&item)?
+                };
+                let r: usize = self
+                    .random
+                    .bind(py)
+                    .getattr("randint")?
+                    .call1((0, NUM_REPEATS - 1))?
+                    .extract()?;
+                let run = self.run(cell, e, r)?;
+                let p = if stop_halfway { run.halfway } else { run.last };
+                cells.push(cell as u32);
+                cols[0].push(value(p.training_time));
+                cols[1].push(value(p.train_accuracy));
+                cols[2].push(value(p.validation_accuracy));
+                cols[3].push(value(p.test_accuracy));
+                params.push(self.ix.fixed(cell).trainable_parameters.unwrap_or(0));
+                Ok(())
+            })();
+            if let Err(err) = outcome {
+                error = Some(err);
+                break;
+            }
+        }
+        let hashes: Vec<String> = cells
+            .iter()
+            .map(|&c| self.ix.hash(c as usize).to_hex())
+            .collect();
+        let [t, tr, va, te] = cols;
+        let out = PyTuple::new(
+            py,
+            [
+                hashes.into_pyobject(py)?.into_any(),
+                t.into_pyobject(py)?.into_any(),
+                tr.into_pyobject(py)?.into_any(),
+                va.into_pyobject(py)?.into_any(),
+                te.into_pyobject(py)?.into_any(),
+                params.into_pyobject(py)?.into_any(),
+            ],
+        )?;
+        Ok((out, error))
+    }
+
+    /// Whether a spec passes the original's domain checks.
+    fn is_valid(&self, spec: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let s = match spec.cast::<PySpec>() {
+            Ok(ours) => PySpec::current(ours)?,
+            Err(_) => spec_from_attributes(spec)?,
+        };
+        Ok(s.is_some_and(|s| s.is_valid(&self.domain)))
+    }
+
+    /// The cell number of a spec (after the domain checks), or a KeyError
+    /// naming its hash.
+    fn cell_of_spec(&self, spec: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.cell_of(spec)
+    }
+
+    /// The cell number of a hash, or a KeyError.
+    fn cell_of_hash_str(&self, h: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.cell_of_hash(h)
+    }
+
+    /// Whether the hash is a cell of the dataset.
+    fn contains_hash(&self, h: &Bound<'_, PyAny>) -> bool {
+        self.cell_of_hash(h).is_ok()
+    }
+
+    /// The original's (fixed_stats, computed_stats) of a cell number.
+    fn metrics<'py>(
+        &mut self,
+        py: Python<'py>,
+        cell: usize,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+        if cell >= self.ix.len() {
+            return Err(PyIndexError::new_err("cell number out of range"));
+        }
+        self.ix.verify_cell(cell).map_err(py_err)?;
+        let fixed = self.fixed_dict(py, cell)?;
+        let computed = PyDict::new(py);
+        for &e in self.ix.budget_order() {
+            let Some(b) = self.ix.budget_index(e) else {
+                continue;
+            };
+            let n = self.ix.repeat_count(cell, b);
+            if n == 0 {
+                continue;
+            }
+            let runs = PyList::empty(py);
+            for r in 0..n {
+                let run = self.ix.run(cell, b, r).map_err(py_err)?.unwrap_or_default();
+                runs.append(run_dict(py, &run)?)?;
+            }
+            computed.set_item(e, runs)?;
+        }
+        Ok((fixed, computed))
+    }
+
+    /// The hashes in the order they first appear in the source.
+    fn hashes_in_file_order(&self) -> PyResult<Vec<String>> {
+        let order = self.ix.file_order().map_err(py_err)?;
+        Ok(order
+            .iter()
+            .map(|&c| self.ix.hash(c as usize).to_hex())
+            .collect())
+    }
+
+    /// The cells as columns, in file order: hash, vertices, row-major
+    /// adjacency bits, ops (comma-joined), trainable parameters (-1: unknown).
+    fn model_columns(&self) -> PyResult<ModelColumns> {
+        let order = self.ix.file_order().map_err(py_err)?;
+        let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &c in &order {
+            let c = c as usize;
+            self.ix.verify_cell(c).map_err(py_err)?;
+            let f = self.ix.fixed(c);
+            out.0.push(f.hash.to_hex());
+            out.1.push(f.graph.n);
+            out.2.push(f.module_adjacency().to_bit_string());
+            out.3.push(f.module_operations().join(","));
+            out.4.push(f.trainable_parameters.unwrap_or(-1));
+        }
+        Ok(out)
+    }
+
+    /// Every run as columns, cells in file order: hash, epochs, repeat
+    /// (1-based), then halfway and final training time, train, validation
+    /// and test accuracy (NaN where absent).
+    #[allow(clippy::type_complexity)]
+    fn run_columns(&self) -> PyResult<(Vec<String>, Vec<u32>, Vec<u8>, Vec<Vec<f64>>)> {
+        let order = self.ix.file_order().map_err(py_err)?;
+        let (mut hashes, mut epochs, mut repeats) = (Vec::new(), Vec::new(), Vec::new());
+        let mut values: Vec<Vec<f64>> = vec![Vec::new(); 8];
+        let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        for &c in &order {
+            let c = c as usize;
+            let h = self.ix.hash(c).to_hex();
+            for &e in self.ix.budget_order() {
+                let Some(b) = self.ix.budget_index(e) else {
+                    continue;
+                };
+                for r in 0..self.ix.repeat_count(c, b) {
+                    let Some(run) = self.ix.run(c, b, r).map_err(py_err)? else {
+                        continue;
+                    };
+                    hashes.push(h.clone());
+                    epochs.push(e);
+                    repeats.push((r + 1) as u8);
+                    let p = [run.halfway, run.last];
+                    for (k, pt) in p.iter().enumerate() {
+                        values[k * 4].push(nan(pt.training_time));
+                        values[k * 4 + 1].push(nan(pt.train_accuracy));
+                        values[k * 4 + 2].push(nan(pt.validation_accuracy));
+                        values[k * 4 + 3].push(nan(pt.test_accuracy));
+                    }
+                }
+            }
+        }
+        Ok((hashes, epochs, repeats, values))
+    }
+}
+
+/// The dataset hash of a cell given as matrix and ops (the SQL function
+/// `nasbench_hash`): prunes, then hashes with the dataset's op labels.
+#[pyfunction]
+fn cell_hash(matrix: &Bound<'_, PyAny>, ops: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    let rows = read_matrix(matrix)?
+        .ok_or_else(|| PyTypeError::new_err("matrix is not a matrix of ints"))?;
+    let spec =
+        ModelSpec::new(&rows, read_ops(ops)?).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    match spec.hash() {
+        Ok(h) => Ok(Some(h.to_hex())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The pruned cell (matrix, ops), or None when input does not reach output.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn cell_prune(
+    matrix: &Bound<'_, PyAny>,
+    ops: &Bound<'_, PyAny>,
+) -> PyResult<Option<(Vec<Vec<u8>>, Vec<String>)>> {
+    let rows = read_matrix(matrix)?
+        .ok_or_else(|| PyTypeError::new_err("matrix is not a matrix of ints"))?;
+    let spec =
+        ModelSpec::new(&rows, read_ops(ops)?).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(match (spec.matrix(), spec.ops()) {
+        (Some(m), Some(o)) => Some((m.to_nested(), o.to_vec())),
+        _ => None,
+    })
+}
+
+/// Whether a cell passes the dataset's domain checks (`nasbench_is_valid`).
+#[pyfunction]
+fn cell_is_valid(matrix: &Bound<'_, PyAny>, ops: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Some(rows) = read_matrix(matrix)? else {
+        return Ok(false);
+    };
+    let Ok(ops) = read_ops(ops) else {
+        return Ok(false);
+    };
+    Ok(ModelSpec::new(&rows, ops).is_ok_and(|s| s.is_valid(&Domain::default())))
+}
+
+/// Python's repr of a set of ints added in `insertion` order.
+#[pyfunction]
+fn python_set_order(insertion: Vec<u32>) -> Vec<u32> {
+    api::python_set_order(&insertion)
+}
+
+/// The native module.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySpec>()?;
+    m.add_class::<Dataset>()?;
+    m.add("OutOfDomainError", m.py().get_type::<OutOfDomainError>())?;
+    m.add("DatasetError", m.py().get_type::<DatasetError>())?;
+    m.add_function(wrap_pyfunction!(cell_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(cell_prune, m)?)?;
+    m.add_function(wrap_pyfunction!(cell_is_valid, m)?)?;
+    m.add_function(wrap_pyfunction!(python_set_order, m)?)?;
+    Ok(())
+}
