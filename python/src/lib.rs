@@ -12,6 +12,7 @@ use nasbench::cell::graph::{ModelHash, hash_module};
 use nasbench::cell::spec::{Domain, ModelSpec, OutOfDomain};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyIndexError, PyKeyError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
@@ -41,9 +42,31 @@ fn py_err(e: ApiError) -> PyErr {
 /// Reads a matrix given as nested sequences (or anything with `tolist()`,
 /// such as a numpy array) into rows of ints; `None` when it is not one.
 fn read_matrix(m: &Bound<'_, PyAny>) -> PyResult<Option<Vec<Vec<i64>>>> {
+    // Fast path: a list of lists of ints, as search code writes them.
+    if let Ok(rows) = m.cast::<PyList>() {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut fast = true;
+        for row in rows.iter() {
+            let Ok(row) = row.cast::<PyList>() else {
+                fast = false;
+                break;
+            };
+            let mut r = Vec::with_capacity(row.len());
+            for v in row.iter() {
+                match v.extract::<i64>() {
+                    Ok(x) => r.push(x),
+                    Err(_) => return Ok(None),
+                }
+            }
+            out.push(r);
+        }
+        if fast {
+            return Ok(Some(out));
+        }
+    }
     let list;
-    let m = if m.hasattr("tolist")? && !m.is_instance_of::<PyList>() {
-        list = m.call_method0("tolist")?;
+    let m = if m.hasattr(intern!(m.py(), "tolist"))? {
+        list = m.call_method0(intern!(m.py(), "tolist"))?;
         &list
     } else {
         m
@@ -144,7 +167,9 @@ impl PySpec {
         ops: &Bound<'_, PyAny>,
         data_format: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let np_array = matrix.hasattr("dtype")? && matrix.hasattr("shape")?;
+        let np_array = !matrix.is_instance_of::<PyList>()
+            && matrix.hasattr(intern!(py, "dtype"))?
+            && matrix.hasattr(intern!(py, "shape"))?;
         let rows = match read_matrix(matrix)? {
             Some(r) => r,
             None => {
@@ -355,6 +380,8 @@ pub struct Dataset {
     /// `module_adjacency` arrays by cell, copied for every answer.
     adjacency: HashMap<u32, Py<PyAny>>,
     random: Py<PyModule>,
+    /// The standard library's `random.randint` and `random._inst._randbelow`.
+    randbelow: Option<(Py<PyAny>, Py<PyAny>)>,
     int8: Py<PyAny>,
     path: PathBuf,
 }
@@ -370,7 +397,7 @@ fn value(v: Option<f64>) -> f64 {
 impl Dataset {
     fn adjacency<'py>(&mut self, py: Python<'py>, cell: usize) -> PyResult<Bound<'py, PyAny>> {
         if let Some(a) = self.adjacency.get(&(cell as u32)) {
-            return a.bind(py).call_method0("copy");
+            return a.bind(py).call_method0(intern!(py, "copy"));
         }
         let fixed = self.ix.fixed(cell);
         let arr = numpy(py)?
@@ -380,13 +407,13 @@ impl Dataset {
             self.adjacency.clear();
         }
         self.adjacency.insert(cell as u32, arr.clone().unbind());
-        arr.call_method0("copy")
+        arr.call_method0(intern!(py, "copy"))
     }
 
     fn fixed_dict<'py>(&mut self, py: Python<'py>, cell: usize) -> PyResult<Bound<'py, PyDict>> {
         let fixed = self.ix.fixed(cell);
         let d = PyDict::new(py);
-        d.set_item("module_adjacency", self.adjacency(py, cell)?)?;
+        d.set_item(intern!(py, "module_adjacency"), self.adjacency(py, cell)?)?;
         d.set_item(
             "module_operations",
             PyList::new(py, fixed.module_operations())?,
@@ -401,46 +428,44 @@ impl Dataset {
     /// The cell of a spec object (ours or any with the original's
     /// attributes), after the original's domain checks.
     fn cell_of(&self, spec: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let built;
-        let s = match spec.cast::<PySpec>() {
-            Ok(ours) => {
-                let me = ours.borrow();
-                match &me.spec {
-                    Some(s) => {
-                        built = s.clone();
-                        &built
-                    }
-                    None => {
-                        drop(me);
-                        match PySpec::current(ours)? {
-                            Some(s) => {
-                                built = s;
-                                &built
-                            }
-                            None => {
-                                return Err(OutOfDomainError::new_err(
-                                    OutOfDomain::Disconnected.to_string(),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-            Err(_) => match spec_from_attributes(spec)? {
-                Some(s) => {
-                    built = s;
-                    &built
-                }
-                None => {
-                    return Err(OutOfDomainError::new_err(
-                        OutOfDomain::Disconnected.to_string(),
-                    ));
-                }
-            },
+        let ours = spec.cast::<PySpec>().ok();
+        if let Some(ours) = &ours
+            && let Some(s) = &ours.borrow().spec
+        {
+            return self.lookup(s);
+        }
+        let s = match &ours {
+            Some(ours) => PySpec::current(ours)?,
+            None => spec_from_attributes(spec)?,
         };
+        match s {
+            Some(s) => self.lookup(&s),
+            None => Err(OutOfDomainError::new_err(
+                OutOfDomain::Disconnected.to_string(),
+            )),
+        }
+    }
+
+    /// The original's domain checks, then the cell.
+    fn lookup(&self, s: &ModelSpec) -> PyResult<usize> {
         s.check(&self.domain)
             .map_err(|e| OutOfDomainError::new_err(e.to_string()))?;
         api::find_spec(&self.ix, s).map_err(py_err)
+    }
+
+    /// `random.randint(0, 2)` on Python's global generator. While
+    /// `random.randint` is the standard library's, its own last step
+    /// (`_randbelow(3)` of the same generator) is called directly: the same
+    /// draw and the same generator state, without `randrange`'s checks.
+    fn draw(&self, py: Python<'_>) -> PyResult<usize> {
+        let current = self.random.bind(py).getattr(intern!(py, "randint"))?;
+        let r = match &self.randbelow {
+            Some((randint, below)) if current.is(randint.bind(py)) => {
+                below.bind(py).call1((NUM_REPEATS,))?
+            }
+            _ => current.call1((0, NUM_REPEATS - 1))?,
+        };
+        r.extract()
     }
 
     fn run(&self, cell: usize, epochs: u32, r: usize) -> PyResult<RunMetrics> {
@@ -486,20 +511,18 @@ impl Dataset {
             )));
         }
         let cell = cell?;
-        let r: usize = self
-            .random
-            .bind(py)
-            .getattr("randint")?
-            .call1((0, NUM_REPEATS - 1))?
-            .extract()?;
+        let r = self.draw(py)?;
         let e = Self::epochs_of(epochs)?;
         let run = self.run(cell, e, r)?;
         let p = if stop_halfway { run.halfway } else { run.last };
         let d = self.fixed_dict(py, cell)?;
-        d.set_item("training_time", value(p.training_time))?;
-        d.set_item("train_accuracy", value(p.train_accuracy))?;
-        d.set_item("validation_accuracy", value(p.validation_accuracy))?;
-        d.set_item("test_accuracy", value(p.test_accuracy))?;
+        d.set_item(intern!(py, "training_time"), value(p.training_time))?;
+        d.set_item(intern!(py, "train_accuracy"), value(p.train_accuracy))?;
+        d.set_item(
+            intern!(py, "validation_accuracy"),
+            value(p.validation_accuracy),
+        )?;
+        d.set_item(intern!(py, "test_accuracy"), value(p.test_accuracy))?;
         Ok(d)
     }
 
@@ -566,6 +589,18 @@ impl Dataset {
             ix,
             domain: Domain::default(),
             adjacency: HashMap::new(),
+            randbelow: {
+                let random = py.import("random")?;
+                match (
+                    random.getattr("randint"),
+                    random
+                        .getattr("_inst")
+                        .and_then(|i| i.getattr("_randbelow")),
+                ) {
+                    (Ok(a), Ok(b)) => Some((a.unbind(), b.unbind())),
+                    _ => None,
+                }
+            },
             random: py.import("random")?.unbind(),
             int8: numpy(py)?.getattr("int8")?.unbind(),
             path,
@@ -662,12 +697,7 @@ impl Dataset {
                 } else {
                     self.cell_of(&item)?
                 };
-                let r: usize = self
-                    .random
-                    .bind(py)
-                    .getattr("randint")?
-                    .call1((0, NUM_REPEATS - 1))?
-                    .extract()?;
+                let r = self.draw(py)?;
                 let run = self.run(cell, e, r)?;
                 let p = if stop_halfway { run.halfway } else { run.last };
                 cells.push(cell as u32);
