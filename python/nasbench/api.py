@@ -37,6 +37,8 @@ import collections.abc
 import random
 import time
 
+import numpy as np
+
 from nasbench import _core
 
 __all__ = ["NASBench", "ModelSpec", "OutOfDomainError", "DatasetError"]
@@ -238,8 +240,6 @@ class NASBench(object):
         return data
 
     def _batch(self, items, by_hash, epochs, stop_halfway):
-        import numpy as np
-
         cols, error = self._ds.query_batch(
             items, by_hash, epochs, stop_halfway, self.valid_epochs
         )
@@ -354,7 +354,6 @@ class NASBench(object):
         (1-based, file order), then the halfway_* and final_* training time
         and accuracies (null where absent)."""
         import pyarrow as pa
-        import numpy as np
 
         h, e, r, values = self._ds.run_columns()
         names = [

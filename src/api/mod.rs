@@ -440,11 +440,8 @@ pub fn open_release(path: &Path, building: impl FnOnce(&Path)) -> Result<Index, 
 /// is not writable).
 pub fn open_index(path: &Path, building: impl FnOnce(&Path)) -> Result<Index, ApiError> {
     if path.is_file() && !is_duckdb_file(path) {
-        let ix = open_release(path, building)?;
-        if !ix.built {
-            ix.read_ahead_all();
-        }
-        return Ok(ix);
+        // No read-ahead: lookups fault in the few pages they touch.
+        return open_release(path, building);
     }
     let (source, index_path) = index_location(path)?;
     match Index::open_fresh(&index_path, &source)? {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every test, as CI runs them (README: the second command). Sets up what the
+# tests need in a project-local .venv (the stock DuckDB CLI, Python duckdb,
+# the notebook packages, NVRTC and ptxas, pytest and the original API's
+# dependencies), builds the Python package into it, then runs the Rust tests
+# and the Python tests. Only the GPU tests print SKIPPED, on machines
+# without a CUDA driver. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "test: cargo not found (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "test: python3 not found" >&2; exit 1; }
+
+PY_PACKAGES="duckdb-cli duckdb nbclient nbconvert ipykernel pandas polars matplotlib pyarrow \
+nvidia-cuda-nvrtc-cu12 nvidia-cuda-nvcc-cu12 maturin pytest numpy protobuf absl-py"
+if ! { [ -x .venv/bin/duckdb ] && [ -x .venv/bin/maturin ] \
+    && .venv/bin/python -c "import duckdb, nbclient, nbconvert, ipykernel, pandas, polars, matplotlib, pyarrow, pytest, numpy, google.protobuf, absl" 2>/dev/null \
+    && ls .venv/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.* >/dev/null 2>&1 \
+    && ls .venv/lib/python3*/site-packages/nvidia/cuda_nvcc/bin/ptxas >/dev/null 2>&1; }; then
+    echo "== setting up .venv (PyPI: $PY_PACKAGES)"
+    python3 -m venv .venv
+    .venv/bin/pip install -q $PY_PACKAGES
+fi
+
+. .ci/env.sh
+mkdir -p "$CARGO_TARGET_DIR"
+
+echo "== cargo test --all-features"
+cargo test --all-features
+
+echo "== the Python package (python/) into .venv, and its tests"
+(cd python && VIRTUAL_ENV="$PWD/../.venv" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/python" \
+    ../.venv/bin/maturin develop -q)
+NASBENCH_BIN="$CARGO_TARGET_DIR/debug/nasbench" .venv/bin/python -m pytest -q python/tests
