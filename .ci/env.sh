@@ -9,14 +9,5 @@ export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 if command -v ccache >/dev/null; then
     export CC="ccache gcc" CXX="ccache g++"
 fi
-# NVRTC from PyPI (nvidia-cuda-nvrtc-cu12 in .venv, installed by .ci/run):
-# the CUDA backend compiles its kernels with it, on machines with no
-# toolkit too.
-for d in "${NASBENCH_ROOT:-$PWD}"/.venv/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib; do
-    if [ -d "$d" ]; then
-        case ":${LD_LIBRARY_PATH:-}:" in
-            *":$d:"*) ;;
-            *) export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
-        esac
-    fi
-done
+# NVRTC from the project's .venv on LD_LIBRARY_PATH.
+. "${NASBENCH_ROOT:-$PWD}/scripts/nvrtc-env.sh"

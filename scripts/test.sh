@@ -22,13 +22,16 @@ if ! { [ -x .venv/bin/duckdb ] && [ -x .venv/bin/maturin ] \
     .venv/bin/pip install -q $PY_PACKAGES
 fi
 
-. .ci/env.sh
-mkdir -p "$CARGO_TARGET_DIR"
+# The build environment is the caller's: the same target directory and
+# compilers as a plain `cargo run -- demo`, so the bundled DuckDB is never
+# compiled twice (`. .ci/env.sh` first moves both, for every command).
+. scripts/nvrtc-env.sh
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 
 echo "== cargo test --all-features"
 cargo test --all-features
 
 echo "== the Python package (python/) into .venv, and its tests"
-(cd python && VIRTUAL_ENV="$PWD/../.venv" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/python" \
+(cd python && VIRTUAL_ENV="$PWD/../.venv" CARGO_TARGET_DIR="$TARGET/python" \
     ../.venv/bin/maturin develop -q)
-NASBENCH_BIN="$CARGO_TARGET_DIR/debug/nasbench" .venv/bin/python -m pytest -q python/tests
+NASBENCH_BIN="$TARGET/debug/nasbench" .venv/bin/python -m pytest -q python/tests

@@ -483,6 +483,20 @@ impl Dataset {
             .ok_or_else(|| PyIndexError::new_err("list index out of range"))
     }
 
+    /// The original's draw and lookup for one query: a repeat from
+    /// Python's `random`, then its halfway or final point.
+    fn sample(
+        &self,
+        py: Python<'_>,
+        cell: usize,
+        epochs: u32,
+        stop_halfway: bool,
+    ) -> PyResult<nasbench::api::Point> {
+        let r = self.draw(py)?;
+        let run = self.run(cell, epochs, r)?;
+        Ok(if stop_halfway { run.halfway } else { run.last })
+    }
+
     fn epochs_of(epochs: &Bound<'_, PyAny>) -> PyResult<u32> {
         if let Ok(e) = epochs.extract::<u32>() {
             return Ok(e);
@@ -511,10 +525,7 @@ impl Dataset {
             )));
         }
         let cell = cell?;
-        let r = self.draw(py)?;
-        let e = Self::epochs_of(epochs)?;
-        let run = self.run(cell, e, r)?;
-        let p = if stop_halfway { run.halfway } else { run.last };
+        let p = self.sample(py, cell, Self::epochs_of(epochs)?, stop_halfway)?;
         let d = self.fixed_dict(py, cell)?;
         d.set_item(intern!(py, "training_time"), value(p.training_time))?;
         d.set_item(intern!(py, "train_accuracy"), value(p.train_accuracy))?;
@@ -697,9 +708,7 @@ impl Dataset {
                 } else {
                     self.cell_of(&item)?
                 };
-                let r = self.draw(py)?;
-                let run = self.run(cell, e, r)?;
-                let p = if stop_halfway { run.halfway } else { run.last };
+                let p = self.sample(py, cell, e, stop_halfway)?;
                 cells.push(cell as u32);
                 cols[0].push(value(p.training_time));
                 cols[1].push(value(p.train_accuracy));

@@ -442,27 +442,16 @@ impl Index {
     /// Writes built bytes to `path` (temporary name, then rename) and opens
     /// them from memory.
     fn from_built(bytes: Vec<u8>, path: Option<&Path>) -> Result<Index, ApiError> {
-        let mut write_error = None;
-        let written = path.and_then(|p| {
-            crate::output::write_atomically(p, |f| {
-                f.write_all(&bytes)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|source| crate::output::ExportError::Io {
-                        path: p.display().to_string(),
-                        source,
-                    })
-            })
-            .map_err(|e| write_error = Some(e.to_string()))
-            .ok()
-            .map(|_| p.to_path_buf())
-        });
         let mut ix = Index::from_bytes(Bytes::Owned(bytes)).ok_or_else(|| ApiError::Index {
             path: String::from("(memory)"),
             message: "built index does not read back".into(),
         })?;
-        ix.path = written;
         ix.built = true;
-        ix.write_error = write_error;
+        if let Some(p) = path
+            && let Err(e) = ix.save_as(p)
+        {
+            ix.write_error = Some(e);
+        }
         Ok(ix)
     }
 
