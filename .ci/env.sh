@@ -10,4 +10,4 @@ if command -v ccache >/dev/null; then
     export CC="ccache gcc" CXX="ccache g++"
 fi
 # NVRTC from the project's .venv on LD_LIBRARY_PATH.
-. "${NASBENCH_ROOT:-$PWD}/scripts/nvrtc-env.sh"
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/nvrtc-env.sh"
