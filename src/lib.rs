@@ -18,6 +18,7 @@ pub mod dataset;
 #[cfg(feature = "duckdb")]
 pub mod db;
 pub mod output;
+pub mod rng;
 pub mod train;
 
 pub use cell::graph::{Matrix, ModelHash};

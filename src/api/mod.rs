@@ -19,15 +19,14 @@
 pub mod index;
 #[cfg(feature = "duckdb")]
 pub mod lazy;
-mod rng;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::rng::SplitMix64;
 pub use index::{Index, SourceFile};
 #[cfg(feature = "duckdb")]
 pub use lazy::Lazy;
-pub use rng::SplitMix64;
 
 use crate::cell::generate::{LabeledGraph, canonical_key};
 use crate::cell::graph::{Matrix, ModelHash};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use crate::api::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// Per-channel mean subtracted from raw pixel values (`cifar.py`).
 pub const RGB_MEAN: [f32; 3] = [125.31, 122.95, 113.87];

@@ -12,10 +12,10 @@
 use serde_json::json;
 
 use super::backend::{BResult, Backend, BnParams, ChanShape, ConvShape, CopyShape, PoolShape};
-use crate::api::SplitMix64;
 use crate::cell::graph::Matrix;
 use crate::cell::network::{NetworkConfig, NetworkError, compute_vertex_channels};
 use crate::cell::ops::Op;
+use crate::rng::SplitMix64;
 
 /// TF batch-norm settings of the original (`base_ops.py`).
 pub const BN: BnParams = BnParams {

@@ -11,7 +11,7 @@ use super::backend::{
 };
 use super::cpu::Cpu;
 use super::cuda::Cuda;
-use crate::api::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// The outcome of one comparison.
 #[derive(Debug, Clone, PartialEq)]

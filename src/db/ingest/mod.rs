@@ -303,10 +303,10 @@ pub fn ingest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::SplitMix64;
     use crate::cell::graph::Matrix;
     use crate::cell::ops::{INPUT, OUTPUT};
     use crate::cell::spec::Domain;
+    use crate::rng::SplitMix64;
 
     /// The key of every lowercase hash is what the standard library reads;
     /// anything else (uppercase, other characters, another length) has none.

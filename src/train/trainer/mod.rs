@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::backend::{BResult, Backend, Crop, RmsProp};
 use super::data::{Cifar, RGB_MEAN, RGB_STD, Split};
 use super::net::{Graph, Mode, Net, init_params};
-use crate::api::SplitMix64;
 use crate::cell::spec::ModelSpec;
+use crate::rng::SplitMix64;
 
 mod checkpoint;
 mod config;
@@ -689,7 +689,7 @@ mod tests {
         let Ok((_, want)) = read_checkpoint(path, &graph, &spec, &cfg, 1) else {
             panic!("the intact checkpoint reads");
         };
-        let mut rng = crate::api::SplitMix64::new(9);
+        let mut rng = crate::rng::SplitMix64::new(9);
         let (mut refused, mut read) = (0usize, 0usize);
         for case in 0..CASES {
             let mut b = pristine.clone();

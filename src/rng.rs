@@ -1,4 +1,4 @@
-//! The seedable repeat sampler: SplitMix64, small enough that the Python oracle in the tests ports it exactly.
+//! The seedable generator shared by query sampling, training data order and the tests: SplitMix64, small enough that the Python oracle in the tests ports it exactly.
 
 /// SplitMix64 (Steele, Lea, Flood 2014): one 64-bit state, one add and a
 /// mix per draw. Chosen over a crate's RNG because its whole definition is
