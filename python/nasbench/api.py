@@ -381,7 +381,7 @@ class NASBench(object):
         import os
 
         path = self._ds.path
-        if os.path.isfile(path) and _is_duckdb(path):
+        if os.path.isfile(path) and _core.is_duckdb_file(path):
             con = duckdb.connect(path, read_only=True)
         else:
             con = duckdb.connect()
@@ -391,12 +391,6 @@ class NASBench(object):
             con.register("runs", runs)
         _register_functions(con)
         return con
-
-
-def _is_duckdb(path):
-    with open(path, "rb") as f:
-        head = f.read(12)
-    return head[8:12] == b"DUCK"
 
 
 def _register_functions(con):

@@ -518,12 +518,7 @@ impl Dataset {
         stop_halfway: bool,
         valid_epochs: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if !valid_epochs.contains(epochs)? {
-            return Err(OutOfDomainError::new_err(format!(
-                "invalid number of epochs, must be one of {}",
-                valid_epochs.str()?
-            )));
-        }
+        check_epochs(epochs, valid_epochs)?;
         let cell = cell?;
         let p = self.sample(py, cell, Self::epochs_of(epochs)?, stop_halfway)?;
         let d = self.fixed_dict(py, cell)?;
@@ -549,6 +544,17 @@ impl Dataset {
             .map_err(py_err)?
             .ok_or_else(|| PyKeyError::new_err(text))
     }
+}
+
+/// The original's budget check: `epochs` must be in `valid_epochs`.
+fn check_epochs(epochs: &Bound<'_, PyAny>, valid_epochs: &Bound<'_, PyAny>) -> PyResult<()> {
+    if valid_epochs.contains(epochs)? {
+        return Ok(());
+    }
+    Err(OutOfDomainError::new_err(format!(
+        "invalid number of epochs, must be one of {}",
+        valid_epochs.str()?
+    )))
 }
 
 fn run_dict<'py>(py: Python<'py>, run: &RunMetrics) -> PyResult<Bound<'py, PyDict>> {
@@ -698,10 +704,8 @@ impl Dataset {
             let item = item?;
             let outcome = (|| -> PyResult<()> {
                 let Some(e) = e else {
-                    return Err(OutOfDomainError::new_err(format!(
-                        "invalid number of epochs, must be one of {}",
-                        valid_epochs.str()?
-                    )));
+                    return check_epochs(epochs, valid_epochs)
+                        .and(Err(PyKeyError::new_err(epochs.clone().unbind())));
                 };
                 let cell = if by_hash {
                     self.cell_of_hash(&item)?
@@ -903,6 +907,12 @@ fn cell_is_valid(matrix: &Bound<'_, PyAny>, ops: &Bound<'_, PyAny>) -> PyResult<
     Ok(ModelSpec::new(&rows, ops).is_ok_and(|s| s.is_valid(&Domain::default())))
 }
 
+/// Whether `path` is a DuckDB database file.
+#[pyfunction]
+fn is_duckdb_file(path: PathBuf) -> bool {
+    api::is_duckdb_file(&path)
+}
+
 /// Python's repr of a set of ints added in `insertion` order.
 #[pyfunction]
 fn python_set_order(insertion: Vec<u32>) -> Vec<u32> {
@@ -920,5 +930,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cell_prune, m)?)?;
     m.add_function(wrap_pyfunction!(cell_is_valid, m)?)?;
     m.add_function(wrap_pyfunction!(python_set_order, m)?)?;
+    m.add_function(wrap_pyfunction!(is_duckdb_file, m)?)?;
     Ok(())
 }

@@ -142,19 +142,15 @@ pub(super) fn build_bytes(path: &Path, source: Vec<SourceFile>) -> Result<Vec<u8
     let cells: Vec<CellIn> = cells.into_iter().map(|(c, _)| c).collect();
     let order: Vec<u32> = (0..cells.len()).map(|id| sorted_of[id]).collect();
 
-    let budgets_sorted = {
-        let mut b = budget_order.clone();
-        b.sort_unstable();
-        b
-    };
     let mut w = Writer::new(&cells, budget_order.clone(), repeats, Some(&order), source)?;
+    // The writer's budget index of each budget in file order, once.
+    let writer_budget: Vec<usize> = budget_order
+        .iter()
+        .map(|&e| w.budget(e).unwrap_or(usize::MAX))
+        .collect();
     for (k, r) in recs.iter().enumerate() {
         let cell = sorted_of[cell_of[k] as usize] as usize;
-        let epochs = budget_order[budget_of[k] as usize];
-        let b = budgets_sorted
-            .iter()
-            .position(|&e| e == epochs)
-            .unwrap_or(usize::MAX);
+        let b = writer_budget[budget_of[k] as usize];
         let rep = usize::from(repeat_of[k]);
         w.put(cell, b, rep, false, r.points[0]);
         w.put(cell, b, rep, true, r.points[1]);
