@@ -245,6 +245,7 @@ impl Layout {
     }
 }
 
+/// The index's bytes: a mapped file or a buffer built in this process.
 enum Bytes {
     Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
@@ -277,7 +278,14 @@ pub struct Index {
     verified: Checked,
     /// The same for the blocks of the bucket and key sections.
     blocks_verified: Checked,
+    /// Every [`KEY_STRIDE`]th canonical key, read (and its blocks checked)
+    /// at the first key lookup: a lookup then searches 64 mapped keys
+    /// instead of the whole section.
+    key_directory: std::sync::OnceLock<Vec<u64>>,
 }
+
+/// Keys per entry of [`Index`]'s key directory.
+const KEY_STRIDE: usize = 64;
 
 /// One bit per item (cell or block) that passed its check, set from any
 /// thread.
@@ -412,6 +420,7 @@ impl Index {
             write_error: None,
             verified,
             blocks_verified,
+            key_directory: std::sync::OnceLock::new(),
         })
     }
 
@@ -676,7 +685,29 @@ impl Index {
     /// The cell whose canonical key is `key`; every key block the search
     /// reads, and the cell, are verified first.
     pub fn find_key(&self, key: u64) -> Result<Option<usize>, ApiError> {
-        let (mut lo, mut hi) = (0usize, self.header.cells);
+        let directory = match self.key_directory.get() {
+            Some(d) => d,
+            None => {
+                let d = (0..self.header.cells)
+                    .step_by(KEY_STRIDE)
+                    .map(|i| {
+                        let at = self.layout.keys + i * 8;
+                        self.verify_block(at)?;
+                        Ok(u64_at(&self.bytes, at))
+                    })
+                    .collect::<Result<Vec<u64>, ApiError>>()?;
+                // Another thread may have set it first: the same keys.
+                self.key_directory.get_or_init(|| d)
+            }
+        };
+        // Entries at or below the key; the key, if stored, is among the
+        // KEY_STRIDE keys from the last of them.
+        let below = directory.partition_point(|&k| k <= key);
+        if below == 0 {
+            return Ok(None);
+        }
+        let mut lo = (below - 1) * KEY_STRIDE;
+        let mut hi = (below * KEY_STRIDE).min(self.header.cells);
         while lo < hi {
             let mid = (lo + hi) / 2;
             let at = self.layout.keys + mid * 8;
@@ -733,7 +764,8 @@ impl Index {
         }
         let o = self.layout.run(i, b, r);
         let stored = u32_at(&self.bytes, self.layout.run_crc(i, b, r));
-        if crc32c::crc32c(&self.bytes[o..o + VALUES * 8]) != stored {
+        let line = &self.bytes[o..o + VALUES * 8];
+        if crc32c::crc32c(line) != stored {
             return Err(self.corrupt(format!(
                 "cell {i}, budget {}, repeat {}: the run fails its checksum",
                 self.header.budgets[b],
@@ -741,10 +773,10 @@ impl Index {
             )));
         }
         let point = |k: usize| Point {
-            training_time: f64_at(&self.bytes, o + k * 32),
-            train_accuracy: f64_at(&self.bytes, o + k * 32 + 8),
-            validation_accuracy: f64_at(&self.bytes, o + k * 32 + 16),
-            test_accuracy: f64_at(&self.bytes, o + k * 32 + 24),
+            training_time: f64_at(line, k * 32),
+            train_accuracy: f64_at(line, k * 32 + 8),
+            validation_accuracy: f64_at(line, k * 32 + 16),
+            test_accuracy: f64_at(line, k * 32 + 24),
         };
         Ok(Some(RunMetrics {
             halfway: point(0),
@@ -819,6 +851,7 @@ mod tests {
 
     #[test]
     fn graph_of_rejects_what_the_index_cannot_hold() {
+        use super::write::graph_of;
         let ok = graph_of("h", "0100", &["input", "output"]);
         assert!(ok.is_ok());
         assert!(graph_of("h", "010", &["input", "output"]).is_err());
