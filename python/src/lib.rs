@@ -7,11 +7,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use nasbench::Matrix;
 use nasbench::api::{self, ApiError, Index, NUM_REPEATS, RunMetrics};
-use nasbench::cell::graph::{ModelHash, hash_module};
+use nasbench::cell::graph::{MAX_MATRIX_VERTICES, ModelHash, hash_module};
 use nasbench::cell::spec::{Domain, ModelSpec, OutOfDomain};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyIndexError, PyKeyError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyAttributeError, PyException, PyIndexError, PyKeyError, PyTypeError, PyValueError,
+};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -95,6 +98,39 @@ fn read_matrix(m: &Bound<'_, PyAny>) -> PyResult<Option<Vec<Vec<i64>>>> {
     Ok(Some(out))
 }
 
+/// A list of `n` lists of `n` items that are all the int objects 0 or 1
+/// (CPython's small-int singletons, which is what search code writes), as
+/// row bitmasks; `None` for anything else, which [`read_matrix`] reads.
+fn binary_rows(m: &Bound<'_, PyAny>) -> Option<Vec<u64>> {
+    let rows = m.cast::<PyList>().ok()?;
+    let n = rows.len();
+    if n > MAX_MATRIX_VERTICES {
+        return None;
+    }
+    let py = m.py();
+    let zero = 0i64.into_pyobject(py).ok()?;
+    let one = 1i64.into_pyobject(py).ok()?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let row = rows.get_item(i).ok()?;
+        let row = row.cast::<PyList>().ok()?;
+        if row.len() != n {
+            return None;
+        }
+        let mut bits = 0u64;
+        for j in 0..n {
+            let v = row.get_item(j).ok()?;
+            if v.is(&one) {
+                bits |= 1 << j;
+            } else if !v.is(&zero) {
+                return None;
+            }
+        }
+        out.push(bits);
+    }
+    Some(out)
+}
+
 /// Reads op names.
 fn read_ops(ops: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     ops.try_iter()
@@ -133,6 +169,27 @@ fn nested<'py>(py: Python<'py>, m: &nasbench::Matrix) -> PyResult<Bound<'py, PyL
 }
 
 impl PySpec {
+    /// A new spec object for a built spec.
+    fn built(
+        py: Python<'_>,
+        spec: ModelSpec,
+        original_matrix: Option<Py<PyAny>>,
+        dtype: Option<Py<PyAny>>,
+        data_format: Option<Py<PyAny>>,
+    ) -> Self {
+        PySpec {
+            valid_spec: Some(spec.valid_spec()),
+            spec: Some(spec),
+            original_matrix,
+            original_ops: None,
+            matrix: None,
+            ops: None,
+            data_format: data_format
+                .unwrap_or_else(|| intern!(py, "channels_last").clone().into_any().unbind()),
+            dtype,
+        }
+    }
+
     /// The spec the attributes describe now.
     fn current(slf: &Bound<'_, Self>) -> PyResult<Option<ModelSpec>> {
         if let Some(s) = &slf.borrow().spec {
@@ -167,6 +224,16 @@ impl PySpec {
         ops: &Bound<'_, PyAny>,
         data_format: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
+        if let Some(masks) = binary_rows(matrix) {
+            // The checks of `ModelSpec::new` that remain for a square 0/1
+            // matrix, in its order (ops length, then upper triangular).
+            let op_names = read_ops(ops)?;
+            let m = Matrix::from_row_masks(&masks)
+                .ok_or_else(|| PyValueError::new_err("matrix must be square"))?;
+            let spec = ModelSpec::from_matrix(m, op_names)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            return Ok(PySpec::built(py, spec, None, None, data_format));
+        }
         let np_array = !matrix.is_instance_of::<PyList>()
             && matrix.hasattr(intern!(py, "dtype"))?
             && matrix.hasattr(intern!(py, "shape"))?;
@@ -188,21 +255,7 @@ impl PySpec {
         } else {
             (None, None)
         };
-        Ok(PySpec {
-            valid_spec: Some(spec.valid_spec()),
-            spec: Some(spec),
-            original_matrix,
-            original_ops: None,
-            matrix: None,
-            ops: None,
-            data_format: data_format.unwrap_or_else(|| {
-                "channels_last"
-                    .into_pyobject(py)
-                    .map(|s| s.into_any().unbind())
-                    .unwrap_or_else(|_| py.None())
-            }),
-            dtype,
-        })
+        Ok(PySpec::built(py, spec, original_matrix, dtype, data_format))
     }
 
     /// The matrix as given (a numpy array).
@@ -380,8 +433,11 @@ pub struct Dataset {
     /// `module_adjacency` arrays by cell, copied for every answer.
     adjacency: HashMap<u32, Py<PyAny>>,
     random: Py<PyModule>,
-    /// The standard library's `random.randint` and `random._inst._randbelow`.
-    randbelow: Option<(Py<PyAny>, Py<PyAny>)>,
+    /// The standard library's `random.randint` and the `getrandbits` of
+    /// the generator it draws from, when its draw can be made directly.
+    randbits: Option<(Py<PyAny>, Py<PyAny>)>,
+    /// The op names as Python strings, made once (`module_operations`).
+    op_names: Vec<(&'static str, Py<PyString>)>,
     int8: Py<PyAny>,
     path: PathBuf,
 }
@@ -414,15 +470,31 @@ impl Dataset {
         let fixed = self.ix.fixed(cell);
         let d = PyDict::new(py);
         d.set_item(intern!(py, "module_adjacency"), self.adjacency(py, cell)?)?;
+        let names = fixed
+            .module_operations()
+            .into_iter()
+            .map(|name| self.op_name(py, name))
+            .collect::<PyResult<Vec<_>>>()?;
+        d.set_item(intern!(py, "module_operations"), PyList::new(py, names)?)?;
         d.set_item(
-            "module_operations",
-            PyList::new(py, fixed.module_operations())?,
-        )?;
-        d.set_item(
-            "trainable_parameters",
+            intern!(py, "trainable_parameters"),
             fixed.trainable_parameters.unwrap_or(0),
         )?;
         Ok(d)
+    }
+
+    /// The Python string of an op name, made once per name.
+    fn op_name<'py>(
+        &mut self,
+        py: Python<'py>,
+        name: &'static str,
+    ) -> PyResult<Bound<'py, PyString>> {
+        if let Some((_, s)) = self.op_names.iter().find(|(n, _)| *n == name) {
+            return Ok(s.bind(py).clone());
+        }
+        let s = PyString::new(py, name);
+        self.op_names.push((name, s.clone().unbind()));
+        Ok(s)
     }
 
     /// The cell of a spec object (ours or any with the original's
@@ -454,18 +526,26 @@ impl Dataset {
     }
 
     /// `random.randint(0, 2)` on Python's global generator. While
-    /// `random.randint` is the standard library's, its own last step
-    /// (`_randbelow(3)` of the same generator) is called directly: the same
-    /// draw and the same generator state, without `randrange`'s checks.
+    /// `random.randint` is the standard library's, bound to a plain
+    /// `random.Random`, its own steps are made directly: `randrange(0, 3)`
+    /// ends in `_randbelow_with_getrandbits(3)`, which draws
+    /// `getrandbits(2)` until the value is below 3. The same draws and the
+    /// same generator state, without two Python frames per call.
     fn draw(&self, py: Python<'_>) -> PyResult<usize> {
         let current = self.random.bind(py).getattr(intern!(py, "randint"))?;
-        let r = match &self.randbelow {
-            Some((randint, below)) if current.is(randint.bind(py)) => {
-                below.bind(py).call1((NUM_REPEATS,))?
+        match &self.randbits {
+            Some((randint, getrandbits)) if current.is(randint.bind(py)) => {
+                let bits = (NUM_REPEATS as u64).next_power_of_two().trailing_zeros();
+                let getrandbits = getrandbits.bind(py);
+                loop {
+                    let r: usize = getrandbits.call1((bits,))?.extract()?;
+                    if r < NUM_REPEATS {
+                        return Ok(r);
+                    }
+                }
             }
-            _ => current.call1((0, NUM_REPEATS - 1))?,
-        };
-        r.extract()
+            _ => current.call1((0, NUM_REPEATS - 1))?.extract(),
+        }
     }
 
     fn run(&self, cell: usize, epochs: u32, r: usize) -> PyResult<RunMetrics> {
@@ -509,17 +589,18 @@ impl Dataset {
         }
     }
 
-    /// One query: checks, the draw, the answer dict.
+    /// One query: the budget check, then the spec's (the original's
+    /// order), the draw, the answer dict.
     fn query_one<'py>(
         &mut self,
         py: Python<'py>,
-        cell: PyResult<usize>,
+        spec: &Bound<'py, PyAny>,
         epochs: &Bound<'py, PyAny>,
         stop_halfway: bool,
         valid_epochs: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<(Bound<'py, PyDict>, f64)> {
         check_epochs(epochs, valid_epochs)?;
-        let cell = cell?;
+        let cell = self.cell_of(spec)?;
         let p = self.sample(py, cell, Self::epochs_of(epochs)?, stop_halfway)?;
         let d = self.fixed_dict(py, cell)?;
         d.set_item(intern!(py, "training_time"), value(p.training_time))?;
@@ -529,7 +610,7 @@ impl Dataset {
             value(p.validation_accuracy),
         )?;
         d.set_item(intern!(py, "test_accuracy"), value(p.test_accuracy))?;
-        Ok(d)
+        Ok((d, value(p.training_time)))
     }
 
     fn cell_of_hash(&self, h: &Bound<'_, PyAny>) -> PyResult<usize> {
@@ -544,6 +625,36 @@ impl Dataset {
             .map_err(py_err)?
             .ok_or_else(|| PyKeyError::new_err(text))
     }
+}
+
+/// `random.randint` and its generator's `getrandbits`, when `randint` is
+/// the standard library's on a plain `random.Random` whose `_randbelow` is
+/// `_randbelow_with_getrandbits` (so `randint(0, 2)` is `getrandbits(2)`
+/// until below 3); `None` for anything else (a subclass, an override),
+/// which is then called as it is.
+fn direct_draw(py: Python<'_>) -> PyResult<Option<(Py<PyAny>, Py<PyAny>)>> {
+    let random = py.import("random")?;
+    let inst = random.getattr("_inst")?;
+    let cls = random.getattr("Random")?;
+    let randint = random.getattr("randint")?;
+    let overridden = match inst.getattr("__dict__") {
+        Ok(d) => d.contains("_randbelow")? || d.contains("getrandbits")?,
+        Err(_) => false,
+    };
+    let stock = !overridden
+        && inst.get_type().is(&cls)
+        && cls
+            .getattr("_randbelow")?
+            .is(&cls.getattr("_randbelow_with_getrandbits")?)
+        && randint.getattr("__self__")?.is(&inst)
+        && randint.getattr("__func__")?.is(&cls.getattr("randint")?);
+    if !stock {
+        return Ok(None);
+    }
+    Ok(Some((
+        randint.unbind(),
+        inst.getattr("getrandbits")?.unbind(),
+    )))
 }
 
 /// The original's budget check: `epochs` must be in `valid_epochs`.
@@ -606,18 +717,8 @@ impl Dataset {
             ix,
             domain: Domain::default(),
             adjacency: HashMap::new(),
-            randbelow: {
-                let random = py.import("random")?;
-                match (
-                    random.getattr("randint"),
-                    random
-                        .getattr("_inst")
-                        .and_then(|i| i.getattr("_randbelow")),
-                ) {
-                    (Ok(a), Ok(b)) => Some((a.unbind(), b.unbind())),
-                    _ => None,
-                }
-            },
+            randbits: direct_draw(py).unwrap_or(None),
+            op_names: Vec::new(),
             random: py.import("random")?.unbind(),
             int8: numpy(py)?.getattr("int8")?.unbind(),
             path,
@@ -668,13 +769,9 @@ impl Dataset {
         stop_halfway: bool,
         valid_epochs: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        // The original checks the budget before the spec.
-        let cell = if valid_epochs.contains(epochs)? {
-            self.cell_of(spec)
-        } else {
-            Ok(0)
-        };
-        self.query_one(py, cell, epochs, stop_halfway, valid_epochs)
+        Ok(self
+            .query_one(py, spec, epochs, stop_halfway, valid_epochs)?
+            .0)
     }
 
     /// Many queries, one at a time in order (the same draws); stops at the
@@ -864,6 +961,106 @@ impl Dataset {
     }
 }
 
+/// The base of `nasbench.api.NASBench`: holds the open dataset (`_ds`) and
+/// answers `query` without a Python frame. The budget counters and
+/// `valid_epochs` stay ordinary attributes of the instance, which `query`
+/// reads and updates with Python's own arithmetic, as the original does.
+#[pyclass(
+    module = "nasbench._core",
+    name = "NASBenchBase",
+    subclass,
+    dict,
+    weakref
+)]
+pub struct NASBenchBase {
+    ds: Option<Py<Dataset>>,
+}
+
+#[pymethods]
+impl NASBenchBase {
+    /// Takes the subclass's arguments; its `__init__` opens the dataset.
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        NASBenchBase { ds: None }
+    }
+
+    /// The open dataset.
+    #[getter(_ds)]
+    fn get_ds(&self, py: Python<'_>) -> PyResult<Py<Dataset>> {
+        self.ds
+            .as_ref()
+            .map(|d| d.clone_ref(py))
+            .ok_or_else(|| PyAttributeError::new_err("_ds: the dataset is not open"))
+    }
+
+    #[setter(_ds)]
+    fn set_ds(&mut self, ds: Py<Dataset>) {
+        self.ds = Some(ds);
+    }
+
+    /// Fetch one of the evaluations for this model spec.
+    ///
+    /// Each call samples one of the ``config['num_repeats']`` evaluations
+    /// with ``random.randint`` and adds the returned training time and the
+    /// epochs (half of them with ``stop_halfway``) to the budget counters
+    /// ``training_time_spent`` and ``total_epochs_spent``.
+    ///
+    /// Args:
+    ///   model_spec: ModelSpec object.
+    ///   epochs: number of epochs trained, one of ``valid_epochs``.
+    ///   stop_halfway: return the time and accuracies at the halfway point.
+    ///
+    /// Returns:
+    ///   dict with module_adjacency, module_operations,
+    ///   trainable_parameters, training_time, train_accuracy,
+    ///   validation_accuracy, test_accuracy.
+    ///
+    /// Raises:
+    ///   OutOfDomainError: if model_spec or epochs is outside the search
+    ///     space.
+    ///   KeyError: a valid spec that the dataset does not hold.
+    #[pyo3(
+        signature = (model_spec, epochs = None, stop_halfway = None),
+        text_signature = "($self, model_spec, epochs=108, stop_halfway=False)"
+    )]
+    fn query<'py>(
+        slf: &Bound<'py, Self>,
+        model_spec: &Bound<'py, PyAny>,
+        epochs: Option<&Bound<'py, PyAny>>,
+        stop_halfway: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
+        let ds = slf.borrow().get_ds(py)?;
+        let default_epochs;
+        let epochs = match epochs {
+            Some(e) => e,
+            None => {
+                default_epochs = 108u32.into_pyobject(py)?.into_any();
+                &default_epochs
+            }
+        };
+        let halfway = match stop_halfway {
+            Some(s) => s.is_truthy()?,
+            None => false,
+        };
+        let valid_epochs = slf.getattr(intern!(py, "valid_epochs"))?;
+        let (data, time) =
+            ds.borrow_mut(py)
+                .query_one(py, model_spec, epochs, halfway, &valid_epochs)?;
+        let spent = intern!(py, "training_time_spent");
+        slf.setattr(spent, slf.getattr(spent)?.add(time)?)?;
+        let total = intern!(py, "total_epochs_spent");
+        let add = if halfway {
+            epochs.floor_div(2)?
+        } else {
+            epochs.clone()
+        };
+        slf.setattr(total, slf.getattr(total)?.add(add)?)?;
+        Ok(data)
+    }
+}
+
 /// The dataset hash of a cell given as matrix and ops (the SQL function
 /// `nasbench_hash`): prunes, then hashes with the dataset's op labels.
 #[pyfunction]
@@ -924,6 +1121,7 @@ fn python_set_order(insertion: Vec<u32>) -> Vec<u32> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySpec>()?;
     m.add_class::<Dataset>()?;
+    m.add_class::<NASBenchBase>()?;
     m.add("OutOfDomainError", m.py().get_type::<OutOfDomainError>())?;
     m.add("DatasetError", m.py().get_type::<DatasetError>())?;
     m.add_function(wrap_pyfunction!(cell_hash, m)?)?;

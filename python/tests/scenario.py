@@ -21,6 +21,25 @@ def run(api, path, seed, calls):
             _, matrix, ops, epochs, halfway = call
             out.append(outcome(lambda: nb.query(api.ModelSpec(matrix, ops), epochs, halfway)))
             out.append(("counters", nb.get_budget_counters()))
+        elif kind == "query_kw":
+            # Keywords, a numpy matrix or not, any truthy or falsy halfway.
+            _, matrix, ops, epochs, halfway, as_array = call
+            if as_array:
+                import numpy as np
+                matrix = np.array(matrix)
+            out.append(outcome(lambda: nb.query(
+                model_spec=api.ModelSpec(matrix=matrix, ops=ops), epochs=epochs, stop_halfway=halfway)))
+            out.append(("counters", nb.get_budget_counters()))
+        elif kind == "patched_randint":
+            # The user's own random.randint (here: always the last repeat).
+            _, matrix, ops, epochs = call
+            saved = random.randint
+            random.randint = lambda a, b: b
+            try:
+                out.append(outcome(lambda: nb.query(api.ModelSpec(matrix, ops), epochs)))
+            finally:
+                random.randint = saved
+            out.append(("counters", nb.get_budget_counters()))
         elif kind == "user_draws":
             out.append(("draws", [random.random() for _ in range(call[1])]))
         elif kind == "reseed":

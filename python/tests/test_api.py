@@ -80,7 +80,14 @@ def calls_for(cells, epochs, rng, n=400):
             if len(o) < 7 and rng.random() < 0.3:
                 form = with_dangling_vertex(form[0], form[1], rng)
             e = rng.choice(epochs + [5, float(epochs[-1])])
-            calls.append(("query", form[0], form[1], e, rng.random() < 0.3))
+            how = rng.random()
+            if how < 0.15:
+                halfway = rng.choice([0, 1, "", "yes", None, True, False])
+                calls.append(("query_kw", form[0], form[1], e, halfway, rng.random() < 0.5))
+            elif how < 0.22:
+                calls.append(("patched_randint", form[0], form[1], e))
+            else:
+                calls.append(("query", form[0], form[1], e, rng.random() < 0.3))
         elif k < 0.50:
             bad = [row[:] for row in m]
             for row in bad:
@@ -389,3 +396,23 @@ def test_stubs_ship_with_the_package():
     stub = open(os.path.join(pkg, "api.pyi")).read()
     for name in ("class NASBench", "class ModelSpec", "def query", "def query_batch", "def sql"):
         assert name in stub
+
+
+def test_query_is_a_method_that_subclasses_can_override_and_help_documents(sample):
+    class Counting(api.NASBench):
+        def query(self, model_spec, epochs=108, stop_halfway=False):
+            self.calls = getattr(self, "calls", 0) + 1
+            return super().query(model_spec, epochs, stop_halfway)
+
+    nb = Counting(sample, seed=0)
+    h = next(iter(nb.hash_iterator()))
+    fixed = nb.fixed_statistics[h]
+    spec = api.ModelSpec(fixed["module_adjacency"], fixed["module_operations"])
+    data = nb.query(spec)
+    assert nb.calls == 1 and data["training_time"] == nb.training_time_spent
+    # The unbound form, as in api.NASBench.query(nb, spec).
+    api.NASBench.query(nb, spec, stop_halfway=True)
+    assert nb.calls == 1 and nb.total_epochs_spent == 108 + 54
+    doc = api.NASBench.query.__doc__
+    assert "Fetch one of the evaluations" in doc and "OutOfDomainError" in doc
+    assert api.NASBench.query.__text_signature__ == "($self, model_spec, epochs=108, stop_halfway=False)"
