@@ -21,15 +21,16 @@ use crate::dataset::tfrecord::{Frame, scan};
 /// Records decoded per task.
 const CHUNK: usize = 8192;
 
-/// One decoded record: what the index keeps of it.
-struct Rec<'a> {
+/// One decoded record: what the index keeps of it (96 bytes; the full
+/// release has 5 million). A cell's graph is read again from its first
+/// record.
+struct Rec {
     hash: [u8; 16],
     epochs: u32,
-    adjacency: std::borrow::Cow<'a, str>,
-    operations: std::borrow::Cow<'a, str>,
     params: i64,
-    /// Halfway then final: training time, train, validation, test accuracy.
-    points: [[Option<f64>; 4]; 2],
+    /// Halfway then final: training time, train, validation, test
+    /// accuracy; NaN where absent (as the index stores them).
+    points: [[f64; 4]; 2],
 }
 
 /// The index's bytes for the release file `path`.
@@ -61,7 +62,7 @@ pub(super) fn build_bytes(path: &Path, source: Vec<SourceFile>) -> Result<Vec<u8
         path: name.clone(),
         message: format!("record {} at byte {}: {why}", f.index, f.offset),
     };
-    let decoded: Vec<Result<Vec<Rec<'_>>, ApiError>> = frames
+    let decoded: Vec<Result<Vec<Rec>, ApiError>> = frames
         .par_chunks(CHUNK)
         .map(|chunk| {
             let mut metrics = ModelMetrics::default();
@@ -118,12 +119,17 @@ pub(super) fn build_bytes(path: &Path, source: Vec<SourceFile>) -> Result<Vec<u8
     let mut cells: Vec<(CellIn, u32)> = first
         .par_iter()
         .enumerate()
-        .map(|(id, &k)| {
+        .map_init(ModelMetrics::default, |metrics, (id, &k)| {
             let r = &recs[k];
             let hex = ModelHash(r.hash).to_string();
-            let ops: Vec<&str> = r.operations.split(',').collect();
+            // The record decoded when it was scanned: it decodes again.
+            let data = frames[k]
+                .check(buf)
+                .map_err(|e| bad(&frames[k], e.to_string()))?;
+            let row = decode_into(data, metrics).map_err(|e| bad(&frames[k], e.to_string()))?;
+            let ops: Vec<&str> = row.operations.split(',').collect();
             let graph =
-                graph_of(&hex, &r.adjacency, &ops).map_err(|e| bad(&frames[k], e.to_string()))?;
+                graph_of(&hex, &row.adjacency, &ops).map_err(|e| bad(&frames[k], e.to_string()))?;
             Ok((
                 CellIn {
                     hash: r.hash,
@@ -152,14 +158,15 @@ pub(super) fn build_bytes(path: &Path, source: Vec<SourceFile>) -> Result<Vec<u8
         let cell = sorted_of[cell_of[k] as usize] as usize;
         let b = writer_budget[budget_of[k] as usize];
         let rep = usize::from(repeat_of[k]);
-        w.put(cell, b, rep, false, r.points[0]);
-        w.put(cell, b, rep, true, r.points[1]);
+        let present = |p: [f64; 4]| p.map(|v| (!v.is_nan()).then_some(v));
+        w.put(cell, b, rep, false, present(r.points[0]));
+        w.put(cell, b, rep, true, present(r.points[1]));
     }
     Ok(w.finish())
 }
 
 /// Checks and decodes one record.
-fn decode<'a>(buf: &'a [u8], f: &Frame, metrics: &mut ModelMetrics) -> Result<Rec<'a>, String> {
+fn decode(buf: &[u8], f: &Frame, metrics: &mut ModelMetrics) -> Result<Rec, String> {
     let data = f.check(buf).map_err(|e| e.to_string())?;
     let r = decode_into(data, metrics).map_err(|e| e.to_string())?;
     let hash: ModelHash = r
@@ -184,12 +191,11 @@ fn decode<'a>(buf: &'a [u8], f: &Frame, metrics: &mut ModelMetrics) -> Result<Re
             e.validation_accuracy,
             e.test_accuracy,
         ]
+        .map(|v| v.unwrap_or(f64::NAN))
     };
     Ok(Rec {
         hash: hash.0,
         epochs,
-        adjacency: r.adjacency,
-        operations: r.operations,
         params: metrics.trainable_parameters.map_or(i64::MIN, i64::from),
         points: [point(1), point(2)],
     })
