@@ -632,8 +632,7 @@ impl Dataset {
 /// `_randbelow_with_getrandbits` (so `randint(0, 2)` is `getrandbits(2)`
 /// until below 3); `None` for anything else (a subclass, an override),
 /// which is then called as it is.
-fn direct_draw(py: Python<'_>) -> PyResult<Option<(Py<PyAny>, Py<PyAny>)>> {
-    let random = py.import("random")?;
+fn direct_draw(random: &Bound<'_, PyModule>) -> PyResult<Option<(Py<PyAny>, Py<PyAny>)>> {
     let inst = random.getattr("_inst")?;
     let cls = random.getattr("Random")?;
     let randint = random.getattr("randint")?;
@@ -713,13 +712,14 @@ impl Dataset {
                 })
             })
             .map_err(py_err)?;
+        let random = py.import("random")?;
         Ok(Dataset {
             ix,
             domain: Domain::default(),
             adjacency: HashMap::new(),
-            randbits: direct_draw(py).unwrap_or(None),
+            randbits: direct_draw(&random).unwrap_or(None),
             op_names: Vec::new(),
-            random: py.import("random")?.unbind(),
+            random: random.unbind(),
             int8: numpy(py)?.getattr("int8")?.unbind(),
             path,
         })
@@ -758,20 +758,6 @@ impl Dataset {
     #[getter]
     fn path(&self) -> String {
         self.path.display().to_string()
-    }
-
-    /// `NASBench.query` without the budget counters: the answer dict.
-    fn query<'py>(
-        &mut self,
-        py: Python<'py>,
-        spec: &Bound<'py, PyAny>,
-        epochs: &Bound<'py, PyAny>,
-        stop_halfway: bool,
-        valid_epochs: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        Ok(self
-            .query_one(py, spec, epochs, stop_halfway, valid_epochs)?
-            .0)
     }
 
     /// Many queries, one at a time in order (the same draws); stops at the

@@ -433,14 +433,15 @@ pub fn canonical_key(g: &LabeledGraph) -> u64 {
     // there, when v's targets other than the output take the lowest
     // positions: (edge to output, number of other targets) decides it. Only
     // the vertices minimizing that can be on top in the minimum.
+    // For a graph with edges into the input or out of the output, which no
+    // spec has, every permutation is tried.
     let mut tops = u8::MAX;
-    let mut group = pairs.len();
-    // (For a graph with edges into the input or out of the output, which no
-    // spec has, every permutation is tried.)
-    let regular =
-        |n: usize| g.rows[n - 1] == 0 && g.rows[..n].iter().all(|&r| r & 1 == 0 && r >> n == 0);
-    if n >= 4 && regular(n) {
-        group = pairs.len() / (n - 2);
+    let group = if n >= 4 {
+        pairs.len() / (n - 2)
+    } else {
+        pairs.len()
+    };
+    if n >= 4 && g.rows[n - 1] == 0 && g.rows[..n].iter().all(|&r| r & 1 == 0 && r >> n == 0) {
         let out = 1u8 << (n - 1);
         let rank = |v: usize| {
             (
@@ -453,10 +454,11 @@ pub fn canonical_key(g: &LabeledGraph) -> u64 {
             .filter(|&v| rank(v) == best_rank)
             .fold(0, |m, v| m | 1 << v);
     }
-    let candidates = pairs.chunks(group.max(1)).enumerate().filter(|&(k, _)| {
-        // Chunk k holds the permutations with vertex k + 1 on top.
-        group == pairs.len() || tops & (1 << (k + 1)) != 0
-    });
+    // Chunk k holds the permutations with vertex k + 1 on top.
+    let candidates = pairs
+        .chunks(group.max(1))
+        .enumerate()
+        .filter(|&(k, _)| tops & (1 << (k + 1)) != 0);
     for PermPair { perm, inv } in candidates.flat_map(|(_, c)| c) {
         let mut rows = [0u8; MAX_VERTICES];
         let mut order = std::cmp::Ordering::Equal;

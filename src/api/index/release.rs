@@ -15,7 +15,7 @@ use super::write::{CellIn, Writer, graph_of};
 use super::{MAX_BUDGETS, SourceFile};
 use crate::api::ApiError;
 use crate::cell::graph::ModelHash;
-use crate::dataset::record::{ModelMetrics, decode_into};
+use crate::dataset::record::{ModelMetrics, Record, decode_into};
 use crate::dataset::tfrecord::{Frame, scan};
 
 /// Records decoded per task.
@@ -123,10 +123,7 @@ pub(super) fn build_bytes(path: &Path, source: Vec<SourceFile>) -> Result<Vec<u8
             let r = &recs[k];
             let hex = ModelHash(r.hash).to_string();
             // The record decoded when it was scanned: it decodes again.
-            let data = frames[k]
-                .check(buf)
-                .map_err(|e| bad(&frames[k], e.to_string()))?;
-            let row = decode_into(data, metrics).map_err(|e| bad(&frames[k], e.to_string()))?;
+            let row = read(buf, &frames[k], metrics).map_err(|why| bad(&frames[k], why))?;
             let ops: Vec<&str> = row.operations.split(',').collect();
             let graph =
                 graph_of(&hex, &row.adjacency, &ops).map_err(|e| bad(&frames[k], e.to_string()))?;
@@ -148,6 +145,7 @@ pub(super) fn build_bytes(path: &Path, source: Vec<SourceFile>) -> Result<Vec<u8
     let cells: Vec<CellIn> = cells.into_iter().map(|(c, _)| c).collect();
     let order: Vec<u32> = (0..cells.len()).map(|id| sorted_of[id]).collect();
 
+    let present = |p: [f64; 4]| p.map(|v| (!v.is_nan()).then_some(v));
     let mut w = Writer::new(&cells, budget_order.clone(), repeats, Some(&order), source)?;
     // The writer's budget index of each budget in file order, once.
     let writer_budget: Vec<usize> = budget_order
@@ -158,17 +156,26 @@ pub(super) fn build_bytes(path: &Path, source: Vec<SourceFile>) -> Result<Vec<u8
         let cell = sorted_of[cell_of[k] as usize] as usize;
         let b = writer_budget[budget_of[k] as usize];
         let rep = usize::from(repeat_of[k]);
-        let present = |p: [f64; 4]| p.map(|v| (!v.is_nan()).then_some(v));
         w.put(cell, b, rep, false, present(r.points[0]));
         w.put(cell, b, rep, true, present(r.points[1]));
     }
     Ok(w.finish())
 }
 
+/// Checks one record's frame and decodes its row (the metrics into
+/// `metrics`).
+fn read<'a>(
+    buf: &'a [u8],
+    f: &Frame,
+    metrics: &mut ModelMetrics,
+) -> Result<Record<'a, ()>, String> {
+    let data = f.check(buf).map_err(|e| e.to_string())?;
+    decode_into(data, metrics).map_err(|e| e.to_string())
+}
+
 /// Checks and decodes one record.
 fn decode(buf: &[u8], f: &Frame, metrics: &mut ModelMetrics) -> Result<Rec, String> {
-    let data = f.check(buf).map_err(|e| e.to_string())?;
-    let r = decode_into(data, metrics).map_err(|e| e.to_string())?;
+    let r = read(buf, f, metrics)?;
     let hash: ModelHash = r
         .hash
         .parse()
