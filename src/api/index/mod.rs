@@ -7,9 +7,9 @@
 //! modification time. Layout (little-endian, every section 8-aligned):
 //!
 //! ```text
-//! "NBQIDX04" | u64 header length | u32 CRC32C of the block table | pad |
+//! "NBQIDX05" | u64 header length | u32 CRC32C of the block table | pad |
 //!          u32 CRC32C of bytes 8..24 and the header | pad |
-//!          JSON header (with "version": 4) | pad
+//!          JSON header (with "version": 5) | pad
 //! buckets  [2^bits + 1]u32  buckets[k]..buckets[k+1]: the cells whose hash
 //!                   starts with the bits-bit prefix k (about one per bucket)
 //! cells    [n][64]  one cache line per cell, sorted by hash: the hash
@@ -17,10 +17,14 @@
 //!                   7 row masks, 7 labels (i8), pad, trainable parameters
 //!                   (i64, i64::MIN = NULL), repeats present per budget
 //!                   (8 x u8), u32 CRC32C of the rest of the line, pad
-//! metrics  [n] per cell: [b][r][8]f64 halfway then final (time, train,
-//!                   valid, test), NaN = NULL, 64-aligned so one run is one
-//!                   cache line; then [b][r]u32 the CRC32C of each run line
-//!                   (padded to whole lines)
+//! metrics  [n] per cell: [b][r][8]f32 or f64 (the header's value_bytes)
+//!                   halfway then final (time, train, valid, test), NaN =
+//!                   NULL; then [b][r]u32 the CRC32C of each run; the
+//!                   stride padded to whole cache lines, so no run
+//!                   straddles two. f32 when every value of the source is
+//!                   an f32 exactly (the release's are: TensorFlow's float32
+//!                   results stored as doubles), which halves the section
+//!                   losslessly; f64 otherwise
 //! keys     [n]u64   canonical keys (generate::canonical_key), sorted
 //! key_cell [n]u32   the cell of each key
 //! order    [n]u32   the cells in the order they first appear in the
@@ -69,9 +73,9 @@ mod write;
 pub(crate) use write::graph_of;
 pub use write::{CellIn, Writer};
 
-const MAGIC: &[u8; 8] = b"NBQIDX04";
+const MAGIC: &[u8; 8] = b"NBQIDX05";
 /// The format version, also in the header.
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 /// Bytes before the JSON header.
 const PREAMBLE: usize = 32;
 /// Offset of a cell line's checksum.
@@ -133,6 +137,9 @@ struct Header {
     /// Whether every cell has its own canonical key (true for the
     /// NAS-Bench-101 space); when false, lookups by spec hash with MD5.
     keys_unique: bool,
+    /// Bytes of each stored metric value: 4 (f32) when every value of the
+    /// source is an f32 exactly, else 8 (f64).
+    value_bytes: usize,
     source: Vec<SourceFile>,
 }
 
@@ -155,8 +162,10 @@ struct Layout {
     /// Budgets and repeats per cell: the shape of the metrics section.
     budgets: usize,
     repeats: usize,
-    /// Bytes of one cell's metrics: its run lines, then their checksums.
+    /// Bytes of one cell's metrics: its runs, then their checksums.
     stride: usize,
+    /// Bytes of one stored value (4 or 8).
+    value_bytes: usize,
 }
 
 fn align8(x: usize) -> usize {
@@ -178,9 +187,11 @@ impl Layout {
             .checked_mul(64)?;
         let metrics = cells.checked_add(n.checked_mul(CELL_BYTES)?)?;
         let runs = b.checked_mul(r)?;
+        let vb = h.value_bytes;
         let stride = runs
-            .checked_mul(VALUES * 8)?
-            .checked_add(runs.checked_mul(4)?.div_ceil(64).checked_mul(64)?)?;
+            .checked_mul(VALUES * vb + 4)?
+            .div_ceil(64)
+            .checked_mul(64)?;
         let keys = metrics.checked_add(n.checked_mul(stride)?)?;
         let key_cells = keys.checked_add(n.checked_mul(8)?)?;
         let order = key_cells.checked_add(n.checked_mul(4)?)?;
@@ -204,6 +215,7 @@ impl Layout {
             budgets: b,
             repeats: r,
             stride,
+            value_bytes: vb,
         })
     }
 
@@ -232,16 +244,21 @@ impl Layout {
         self.bucket_blocks + self.key_blocks
     }
 
-    /// Offset of run `r` (0-based) of cell `i` at budget index `b`: one
-    /// cache line of [`VALUES`] f64.
-    fn run(&self, i: usize, b: usize, r: usize) -> usize {
-        self.metrics + i * self.stride + (b * self.repeats + r) * VALUES * 8
+    /// Bytes of one run: [`VALUES`] values.
+    fn run_bytes(&self) -> usize {
+        VALUES * self.value_bytes
     }
 
-    /// Offset of the checksum of that run line.
+    /// Offset of run `r` (0-based) of cell `i` at budget index `b`, within
+    /// one cache line.
+    fn run(&self, i: usize, b: usize, r: usize) -> usize {
+        self.metrics + i * self.stride + (b * self.repeats + r) * self.run_bytes()
+    }
+
+    /// Offset of the checksum of that run.
     fn run_crc(&self, i: usize, b: usize, r: usize) -> usize {
         let runs = self.budgets * self.repeats;
-        self.metrics + i * self.stride + runs * VALUES * 8 + (b * self.repeats + r) * 4
+        self.metrics + i * self.stride + runs * self.run_bytes() + (b * self.repeats + r) * 4
     }
 }
 
@@ -339,6 +356,7 @@ fn header_is_sane(h: &Header) -> bool {
         && budgets_ascending
         && order == h.budgets
         && h.repeats <= usize::from(u8::MAX)
+        && matches!(h.value_bytes, 4 | 8)
 }
 
 /// The checksum of cell line `line`, its checksum field left out.
@@ -347,8 +365,13 @@ fn cell_crc(line: &[u8]) -> u32 {
     crc32c::crc32c_append(c, &line[CELL_CRC + 4..])
 }
 
-fn f64_at(b: &[u8], o: usize) -> Option<f64> {
-    let v = f64::from_bits(u64_at(b, o));
+/// Value `k` of a run stored with `width`-byte values; NaN is NULL.
+fn value_at(run: &[u8], k: usize, width: usize) -> Option<f64> {
+    let v = if width == 4 {
+        f64::from(f32::from_bits(u32_at(run, k * 4)))
+    } else {
+        f64::from_bits(u64_at(run, k * 8))
+    };
     (!v.is_nan()).then_some(v)
 }
 
@@ -764,7 +787,7 @@ impl Index {
         }
         let o = self.layout.run(i, b, r);
         let stored = u32_at(&self.bytes, self.layout.run_crc(i, b, r));
-        let line = &self.bytes[o..o + VALUES * 8];
+        let line = &self.bytes[o..o + self.layout.run_bytes()];
         if crc32c::crc32c(line) != stored {
             return Err(self.corrupt(format!(
                 "cell {i}, budget {}, repeat {}: the run fails its checksum",
@@ -772,11 +795,12 @@ impl Index {
                 r + 1
             )));
         }
+        let w = self.layout.value_bytes;
         let point = |k: usize| Point {
-            training_time: f64_at(line, k * 32),
-            train_accuracy: f64_at(line, k * 32 + 8),
-            validation_accuracy: f64_at(line, k * 32 + 16),
-            test_accuracy: f64_at(line, k * 32 + 24),
+            training_time: value_at(line, k * 4, w),
+            train_accuracy: value_at(line, k * 4 + 1, w),
+            validation_accuracy: value_at(line, k * 4 + 2, w),
+            test_accuracy: value_at(line, k * 4 + 3, w),
         };
         Ok(Some(RunMetrics {
             halfway: point(0),
@@ -799,6 +823,7 @@ mod tests {
             budget_order: vec![108, 4],
             repeats: 3,
             keys_unique: true,
+            value_bytes: 8,
             source: vec![],
         };
         let l = Layout::new(37, &h).unwrap();
@@ -812,6 +837,31 @@ mod tests {
         assert_eq!(l.keys - l.metrics, 5 * (2 * 3 + 1) * 64);
         assert_eq!(l.run_crc(4, 1, 2), l.metrics + 4 * 7 * 64 + 6 * 64 + 5 * 4);
         assert!(l.cells + 5 * CELL_BYTES <= l.metrics);
+
+        // f32 values: six 32-byte runs and their checksums in four lines.
+        let narrow = Layout::new(
+            37,
+            &Header {
+                value_bytes: 4,
+                ..h
+            },
+        )
+        .unwrap();
+        assert_eq!(narrow.metrics, l.metrics);
+        assert_eq!(narrow.keys - narrow.metrics, 5 * 4 * 64);
+        assert_eq!(narrow.run(4, 1, 2), l.metrics + 4 * 256 + 5 * 32);
+        assert_eq!(
+            narrow.run_crc(4, 1, 2),
+            l.metrics + 4 * 256 + 6 * 32 + 5 * 4
+        );
+        // No run straddles two cache lines, and the checksums follow the runs.
+        for lay in [l, narrow] {
+            for (i, b, r) in [(0, 0, 0), (3, 0, 2), (4, 1, 1)] {
+                let o = lay.run(i, b, r);
+                assert_eq!(o / 64, (o + lay.run_bytes() - 1) / 64, "{lay:?}");
+                assert!(lay.run_crc(i, 1, 2) + 4 <= lay.metrics + (i + 1) * lay.stride);
+            }
+        }
     }
 
     /// The blocks tile the bucket and key sections exactly, for sizes
@@ -827,6 +877,7 @@ mod tests {
                 budget_order: vec![108, 4, 12, 36],
                 repeats: 3,
                 keys_unique: true,
+                value_bytes: 4,
                 source: vec![],
             };
             let l = Layout::new(PREAMBLE + 123, &h).unwrap();

@@ -95,6 +95,8 @@ impl Writer {
             budget_order,
             repeats: repeats.min(usize::from(u8::MAX)),
             keys_unique,
+            // Runs are put as f64; `finish` narrows them when it can.
+            value_bytes: 8,
             source,
         };
         let json = serde_json::to_vec(&header).map_err(|e| ApiError::Schema(e.to_string()))?;
@@ -171,13 +173,70 @@ impl Writer {
         }
     }
 
-    /// Writes the checksums: each cell line's, each run line's, each
-    /// block's of the buckets and keys, the block table's, and last the
-    /// preamble's and header's.
+    /// Stores the runs as f32 when every value is an f32 exactly (NaN,
+    /// the NULL, included), which the release's values are: the metrics
+    /// section halves and nothing is lost. Otherwise leaves them f64.
+    fn narrow_values(&mut self) {
+        let old = self.layout;
+        let runs = old.budgets * old.repeats;
+        let exact = |x: f64| x.is_nan() || f64::from(x as f32) == x;
+        let all_exact = self.out[old.metrics..old.keys]
+            .par_chunks_exact(old.stride.max(1))
+            .all(|cell| {
+                cell[..runs * VALUES * 8]
+                    .chunks_exact(8)
+                    .all(|v| exact(f64::from_le_bytes(v.try_into().unwrap_or([0; 8]))))
+            });
+        if !all_exact || old.stride == 0 {
+            return;
+        }
+        let mut header = self.header.clone();
+        header.value_bytes = 4;
+        // "value_bytes":4 is as long as "value_bytes":8, so the sections
+        // before the metrics stay where they are.
+        let Ok(json) = serde_json::to_vec(&header) else {
+            return;
+        };
+        let Some(new) = Layout::new(PREAMBLE + json.len(), &header) else {
+            return;
+        };
+        if json.len() != self.json_len || new.metrics != old.metrics {
+            return;
+        }
+        let out = &mut self.out;
+        out[PREAMBLE..PREAMBLE + json.len()].copy_from_slice(&json);
+        // Cell by cell from the first: cell i's new place ends before cell
+        // i + 1's old one begins, so nothing is overwritten before it is read.
+        let mut cell = vec![0u8; new.stride];
+        for i in 0..header.cells {
+            let from = old.metrics + i * old.stride;
+            cell.fill(0);
+            for (k, v) in out[from..from + runs * VALUES * 8]
+                .chunks_exact(8)
+                .enumerate()
+            {
+                let x = f64::from_le_bytes(v.try_into().unwrap_or([0; 8]));
+                cell[k * 4..k * 4 + 4].copy_from_slice(&(x as f32).to_le_bytes());
+            }
+            let to = new.metrics + i * new.stride;
+            out[to..to + new.stride].copy_from_slice(&cell);
+        }
+        out.copy_within(old.keys..old.keys_end, new.keys);
+        out.truncate(new.end);
+        out[new.keys_end..].fill(0);
+        self.layout = new;
+        self.header = header;
+    }
+
+    /// Writes the checksums: each cell line's, each run's, each block's of
+    /// the buckets and keys, the block table's, and last the preamble's and
+    /// header's (after narrowing the values where that is lossless).
     pub fn finish(mut self) -> Vec<u8> {
+        self.narrow_values();
         let layout = &self.layout;
         let out = &mut self.out;
         let runs = layout.budgets * layout.repeats;
+        let run_bytes = layout.run_bytes();
         let (head, rest) = out.split_at_mut(layout.metrics);
         head[layout.cells..]
             .par_chunks_exact_mut(CELL_BYTES)
@@ -190,8 +249,8 @@ impl Writer {
                 .par_chunks_exact_mut(layout.stride)
                 .for_each(|cell| {
                     for j in 0..runs {
-                        let crc = crc32c::crc32c(&cell[j * VALUES * 8..(j + 1) * VALUES * 8]);
-                        let at = runs * VALUES * 8 + j * 4;
+                        let crc = crc32c::crc32c(&cell[j * run_bytes..(j + 1) * run_bytes]);
+                        let at = runs * run_bytes + j * 4;
                         cell[at..at + 4].copy_from_slice(&crc.to_le_bytes());
                     }
                 });
@@ -245,4 +304,111 @@ pub(crate) fn graph_of(
         .collect::<Option<_>>()
         .ok_or_else(|| bad("an op outside the dataset's"))?;
     LabeledGraph::from_parts(&m, &labels).ok_or_else(|| bad("not a NAS-Bench-101 cell"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::index::{Bytes, Index};
+
+    /// Two cells at budgets 4 and 108, three repeats, every run put with
+    /// `value(cell, budget, repeat, k)`; the repeat 3 of cell 1 at 4 left out.
+    fn build(value: impl Fn(usize, usize, usize, usize) -> Option<f64>) -> Index {
+        let cells: Vec<CellIn> = [
+            ("0100", vec!["input", "output"]),
+            ("011001000", vec!["input", "conv3x3-bn-relu", "output"]),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (adj, ops))| CellIn {
+            hash: [i as u8; 16],
+            graph: graph_of("h", adj, ops).unwrap(),
+            params: 1000 + i as i64,
+        })
+        .collect();
+        let mut w = Writer::new(&cells, vec![108, 4], 3, None, vec![]).unwrap();
+        for cell in 0..2 {
+            for b in 0..2 {
+                for r in 0..3 {
+                    if (cell, b, r) == (1, 0, 2) {
+                        continue;
+                    }
+                    for last in [false, true] {
+                        let k0 = if last { 4 } else { 0 };
+                        let v = [0, 1, 2, 3].map(|k| value(cell, b, r, k0 + k));
+                        w.put(cell, b, r, last, v);
+                    }
+                }
+            }
+        }
+        Index::from_bytes(Bytes::Owned(w.finish())).unwrap()
+    }
+
+    fn all_values(ix: &Index) -> Vec<Option<f64>> {
+        let mut out = vec![];
+        for cell in 0..2 {
+            for b in 0..2 {
+                for r in 0..3 {
+                    match ix.run(cell, b, r).unwrap() {
+                        Some(m) => {
+                            for p in [m.halfway, m.last] {
+                                out.extend([
+                                    p.training_time,
+                                    p.train_accuracy,
+                                    p.validation_accuracy,
+                                    p.test_accuracy,
+                                ]);
+                            }
+                        }
+                        None => out.push(None),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Values that are all f32 exactly are stored as f32 and read back
+    /// equal; one value that is not keeps every value f64, also read back
+    /// equal. NULLs (absent values) stay NULL either way.
+    #[test]
+    fn runs_are_narrowed_to_f32_only_when_that_is_lossless() {
+        let f32_exact = |c: usize, b: usize, r: usize, k: usize| {
+            (k != 5).then(|| f64::from(0.1f32 + (c * 100 + b * 10 + r) as f32 + k as f32 / 8.0))
+        };
+        let narrow = build(f32_exact);
+        assert_eq!(narrow.layout.value_bytes, 4);
+        let want: Vec<Option<f64>> = (0..2)
+            .flat_map(|c| (0..2).flat_map(move |b| (0..3).map(move |r| (c, b, r))))
+            .flat_map(|(c, b, r)| {
+                if (c, b, r) == (1, 0, 2) {
+                    vec![None]
+                } else {
+                    (0..8).map(|k| f32_exact(c, b, r, k)).collect()
+                }
+            })
+            .collect();
+        assert_eq!(all_values(&narrow), want);
+
+        let one_wide = |c: usize, b: usize, r: usize, k: usize| {
+            if (c, b, r, k) == (1, 1, 2, 7) {
+                Some(0.1f64)
+            } else {
+                f32_exact(c, b, r, k)
+            }
+        };
+        let wide = build(one_wide);
+        assert_eq!(wide.layout.value_bytes, 8);
+        let mut want_wide = want.clone();
+        let last = want_wide.len() - 1;
+        want_wide[last] = Some(0.1);
+        assert_eq!(all_values(&wide), want_wide);
+        // Half the metrics section (four lines per cell against seven).
+        assert_eq!(narrow.layout.stride, 4 * 64);
+        assert_eq!(wide.layout.stride, 7 * 64);
+        assert_eq!(narrow.bytes.len(), wide.bytes.len() - 2 * 3 * 64);
+        // The narrowed file reads back as a whole, checksums included.
+        assert_eq!(narrow.file_order().unwrap(), vec![0, 1]);
+        assert_eq!(narrow.fixed(1).trainable_parameters, Some(1001));
+    }
 }
