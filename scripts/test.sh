@@ -31,7 +31,9 @@ TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 echo "== cargo test --all-features"
 cargo test --all-features
 
+# The package's crate builds in the same target directory, with the same
+# dev profile, so it reuses the dependencies the Rust tests compiled.
 echo "== the Python package (python/) into .venv, and its tests"
-(cd python && VIRTUAL_ENV="$PWD/../.venv" CARGO_TARGET_DIR="$TARGET/python" \
+(cd python && VIRTUAL_ENV="$PWD/../.venv" CARGO_TARGET_DIR="$TARGET" \
     ../.venv/bin/maturin develop -q)
 NASBENCH_BIN="$TARGET/debug/nasbench" .venv/bin/python -m pytest -q python/tests
