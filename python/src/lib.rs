@@ -4,12 +4,17 @@
 //! panics on user input, and PyO3 turns any panic into a `PanicException`
 //! instead of unwinding into the interpreter.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use nasbench::Matrix;
 use nasbench::api::{self, ApiError, Index, NUM_REPEATS, RunMetrics};
+use nasbench::cell::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
 use nasbench::cell::graph::{MAX_MATRIX_VERTICES, ModelHash, hash_module};
+use nasbench::cell::ops::label_name;
 use nasbench::cell::spec::{Domain, ModelSpec, OutOfDomain};
 use pyo3::create_exception;
 use pyo3::exceptions::{
@@ -138,12 +143,97 @@ fn read_ops(ops: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
         .map_err(|_| PyTypeError::new_err("ops must be a list of op names (str)"))
 }
 
+/// The op names a cell of the dataset can have, NUL-terminated for
+/// CPython's comparison, with their hash labels (interior ops first).
+fn op_labels() -> &'static [(CString, i8)] {
+    static NAMES: OnceLock<Vec<(CString, i8)>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        [0i8, 1, 2, -1, -2]
+            .into_iter()
+            .filter_map(|l| Some((CString::new(label_name(i64::from(l))?).ok()?, l)))
+            .collect()
+    })
+}
+
+/// The hash labels of `n` op names given as a list of `str` that are all
+/// op names of the dataset (`input`, the canonical ops, `output`), compared
+/// in place without copying the strings out; `None` for anything else,
+/// which [`read_ops`] reads.
+fn op_labels_of(ops: &Bound<'_, PyAny>, n: usize) -> Option<[i8; MAX_VERTICES]> {
+    let list = ops.cast_exact::<PyList>().ok()?;
+    if n > MAX_VERTICES || list.len() != n {
+        return None;
+    }
+    let mut labels = [0i8; MAX_VERTICES];
+    for (v, op) in list.iter().enumerate() {
+        if !op.is_exact_instance_of::<PyString>() {
+            return None;
+        }
+        labels[v] = op_labels().iter().find_map(|(name, label)| {
+            // SAFETY: `op` is a live `str` (checked above) and `name` is
+            // NUL-terminated; the comparison raises no exception.
+            let cmp =
+                unsafe { pyo3::ffi::PyUnicode_CompareWithASCIIString(op.as_ptr(), name.as_ptr()) };
+            (cmp == 0).then_some(*label)
+        })?;
+    }
+    Some(labels)
+}
+
+/// A spec of at most seven vertices whose ops are all the dataset's, kept
+/// inline (as given, and pruned) instead of as a [`ModelSpec`], which is
+/// built only when an attribute is read.
+struct Compact {
+    original: LabeledGraph,
+    /// `None` for an invalid spec.
+    pruned: Option<LabeledGraph>,
+}
+
+impl Compact {
+    /// The compact form of a square 0/1 matrix given as row bitmasks and
+    /// its ops, when it has one (an upper-triangular matrix of at most
+    /// seven vertices with the dataset's op names); `None` otherwise.
+    fn of(masks: &[u64], ops: &Bound<'_, PyAny>) -> Option<Compact> {
+        let n = masks.len();
+        let labels = op_labels_of(ops, n)?;
+        let mut original = LabeledGraph {
+            n: n as u8,
+            rows: [0; MAX_VERTICES],
+            labels,
+        };
+        for (i, &row) in masks.iter().enumerate() {
+            if row & ((2u64 << i) - 1) != 0 {
+                return None;
+            }
+            original.rows[i] = u8::try_from(row).ok()?;
+        }
+        Some(Compact {
+            pruned: original.pruned(),
+            original,
+        })
+    }
+
+    /// The spec as a [`ModelSpec`].
+    fn spec(&self) -> PyResult<ModelSpec> {
+        let ops = self
+            .original
+            .ops()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        ModelSpec::from_matrix(self.original.matrix(), ops)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+}
+
 /// `ModelSpec`: the cell as given and pruned (see `nasbench.api.ModelSpec`).
 #[pyclass(module = "nasbench._core", name = "ModelSpec", subclass, dict, weakref)]
 pub struct PySpec {
-    /// The spec as built; after an attribute was assigned, `None` until the
-    /// attributes are read again.
+    /// The spec as built; `None` once `matrix`, `ops` or `valid_spec` was
+    /// assigned (the attributes then hold the values).
     spec: Option<ModelSpec>,
+    /// Instead of `spec`, the compact form of a spec built from one.
+    compact: Option<Compact>,
     original_matrix: Option<Py<PyAny>>,
     original_ops: Option<Py<PyAny>>,
     matrix: Option<Py<PyAny>>,
@@ -168,6 +258,11 @@ fn nested<'py>(py: Python<'py>, m: &nasbench::Matrix) -> PyResult<Bound<'py, PyL
     )
 }
 
+/// `data_format` as given, or the original's default `'channels_last'`.
+fn data_format_or_default(py: Python<'_>, data_format: Option<Py<PyAny>>) -> Py<PyAny> {
+    data_format.unwrap_or_else(|| intern!(py, "channels_last").clone().into_any().unbind())
+}
+
 impl PySpec {
     /// A new spec object for a built spec.
     fn built(
@@ -180,20 +275,68 @@ impl PySpec {
         PySpec {
             valid_spec: Some(spec.valid_spec()),
             spec: Some(spec),
+            compact: None,
             original_matrix,
             original_ops: None,
             matrix: None,
             ops: None,
-            data_format: data_format
-                .unwrap_or_else(|| intern!(py, "channels_last").clone().into_any().unbind()),
+            data_format: data_format_or_default(py, data_format),
             dtype,
         }
     }
 
+    /// A new spec object for a spec in compact form.
+    fn from_compact(py: Python<'_>, compact: Compact, data_format: Option<Py<PyAny>>) -> Self {
+        PySpec {
+            valid_spec: Some(compact.pruned.is_some()),
+            spec: None,
+            compact: Some(compact),
+            original_matrix: None,
+            original_ops: None,
+            matrix: None,
+            ops: None,
+            data_format: data_format_or_default(py, data_format),
+            dtype: None,
+        }
+    }
+
+    /// The spec as built (from its compact form when it has one); `None`
+    /// after an attribute was assigned.
+    fn built_spec(&self) -> PyResult<Option<Cow<'_, ModelSpec>>> {
+        if let Some(s) = &self.spec {
+            return Ok(Some(Cow::Borrowed(s)));
+        }
+        match &self.compact {
+            Some(c) => Ok(Some(Cow::Owned(c.spec()?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Before an assignment to `matrix`, `ops` or `valid_spec`: the
+    /// attributes not read yet take their values from the built spec,
+    /// which is then dropped, so that from now on the attributes (as in
+    /// the original, plain attributes) are what a query reads.
+    fn detach(slf: &Bound<'_, Self>) -> PyResult<()> {
+        {
+            let me = slf.borrow();
+            if me.spec.is_none() && me.compact.is_none() {
+                return Ok(());
+            }
+        }
+        PySpec::original_matrix(slf)?;
+        PySpec::original_ops(slf)?;
+        PySpec::matrix(slf)?;
+        PySpec::ops(slf)?;
+        let mut me = slf.borrow_mut();
+        me.spec = None;
+        me.compact = None;
+        Ok(())
+    }
+
     /// The spec the attributes describe now.
     fn current(slf: &Bound<'_, Self>) -> PyResult<Option<ModelSpec>> {
-        if let Some(s) = &slf.borrow().spec {
-            return Ok(Some(s.clone()));
+        if let Some(s) = slf.borrow().built_spec()? {
+            return Ok(Some(s.into_owned()));
         }
         spec_from_attributes(slf.as_any())
     }
@@ -224,7 +367,16 @@ impl PySpec {
         ops: &Bound<'_, PyAny>,
         data_format: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
+        // An empty list is a 1-d array to numpy, so not square.
+        if (matrix.is_exact_instance_of::<PyList>() || matrix.is_exact_instance_of::<PyTuple>())
+            && matrix.len()? == 0
+        {
+            return Err(PyValueError::new_err("matrix must be square"));
+        }
         if let Some(masks) = binary_rows(matrix) {
+            if let Some(compact) = Compact::of(&masks, ops) {
+                return Ok(PySpec::from_compact(py, compact, data_format));
+            }
             // The checks of `ModelSpec::new` that remain for a square 0/1
             // matrix, in its order (ops length, then upper triangular).
             let op_names = read_ops(ops)?;
@@ -268,8 +420,7 @@ impl PySpec {
         let m = {
             let me = slf.borrow();
             let spec = me
-                .spec
-                .as_ref()
+                .built_spec()?
                 .ok_or_else(|| PyTypeError::new_err("no matrix"))?;
             numpy(py)?
                 .call_method1("array", (nested(py, spec.original_matrix())?,))?
@@ -294,8 +445,7 @@ impl PySpec {
         let o = {
             let me = slf.borrow();
             let spec = me
-                .spec
-                .as_ref()
+                .built_spec()?
                 .ok_or_else(|| PyTypeError::new_err("no ops"))?;
             PyList::new(py, spec.original_ops())?.into_any().unbind()
         };
@@ -317,7 +467,8 @@ impl PySpec {
         }
         let m = {
             let me = slf.borrow();
-            match me.spec.as_ref().and_then(ModelSpec::matrix) {
+            let spec = me.built_spec()?;
+            match spec.as_deref().and_then(ModelSpec::matrix) {
                 None => py.None(),
                 Some(pm) => {
                     let kw = PyDict::new(py);
@@ -336,9 +487,10 @@ impl PySpec {
     }
 
     #[setter]
-    fn set_matrix(&mut self, value: Py<PyAny>) {
-        self.matrix = Some(value);
-        self.spec = None;
+    fn set_matrix(slf: &Bound<'_, Self>, value: Py<PyAny>) -> PyResult<()> {
+        PySpec::detach(slf)?;
+        slf.borrow_mut().matrix = Some(value);
+        Ok(())
     }
 
     /// The pruned ops (a list of str), or None for an invalid spec.
@@ -350,7 +502,8 @@ impl PySpec {
         }
         let o = {
             let me = slf.borrow();
-            match me.spec.as_ref().and_then(ModelSpec::ops) {
+            let spec = me.built_spec()?;
+            match spec.as_deref().and_then(ModelSpec::ops) {
                 None => py.None(),
                 Some(ops) => PyList::new(py, ops)?.into_any().unbind(),
             }
@@ -360,9 +513,10 @@ impl PySpec {
     }
 
     #[setter]
-    fn set_ops(&mut self, value: Py<PyAny>) {
-        self.ops = Some(value);
-        self.spec = None;
+    fn set_ops(slf: &Bound<'_, Self>, value: Py<PyAny>) -> PyResult<()> {
+        PySpec::detach(slf)?;
+        slf.borrow_mut().ops = Some(value);
+        Ok(())
     }
 
     /// Whether input reaches output after pruning.
@@ -372,9 +526,10 @@ impl PySpec {
     }
 
     #[setter]
-    fn set_valid_spec(&mut self, value: bool) {
-        self.valid_spec = Some(value);
-        self.spec = None;
+    fn set_valid_spec(slf: &Bound<'_, Self>, value: bool) -> PyResult<()> {
+        PySpec::detach(slf)?;
+        slf.borrow_mut().valid_spec = Some(value);
+        Ok(())
     }
 
     /// 'channels_last' or 'channels_first'.
@@ -501,10 +656,14 @@ impl Dataset {
     /// attributes), after the original's domain checks.
     fn cell_of(&self, spec: &Bound<'_, PyAny>) -> PyResult<usize> {
         let ours = spec.cast::<PySpec>().ok();
-        if let Some(ours) = &ours
-            && let Some(s) = &ours.borrow().spec
-        {
-            return self.lookup(s);
+        if let Some(ours) = &ours {
+            let me = ours.borrow();
+            if let Some(c) = &me.compact {
+                return self.lookup_compact(c);
+            }
+            if let Some(s) = &me.spec {
+                return self.lookup(s);
+            }
         }
         let s = match &ours {
             Some(ours) => PySpec::current(ours)?,
@@ -516,6 +675,26 @@ impl Dataset {
                 OutOfDomain::Disconnected.to_string(),
             )),
         }
+    }
+
+    /// [`Dataset::lookup`] of a compact spec: the checks and the key
+    /// lookup on the inline graph; the spec's hash only when the key is
+    /// not found (for the KeyError) or keys are not unique.
+    fn lookup_compact(&self, c: &Compact) -> PyResult<usize> {
+        let Some(pruned) = &c.pruned else {
+            return Err(OutOfDomainError::new_err(
+                OutOfDomain::Disconnected.to_string(),
+            ));
+        };
+        pruned
+            .check(&self.domain)
+            .map_err(|e| OutOfDomainError::new_err(e.to_string()))?;
+        if self.ix.keys_unique()
+            && let Some(cell) = self.ix.find_key(canonical_key(pruned)).map_err(py_err)?
+        {
+            return Ok(cell);
+        }
+        self.lookup(&c.spec()?)
     }
 
     /// The original's domain checks, then the cell.
@@ -830,6 +1009,11 @@ impl Dataset {
 
     /// Whether a spec passes the original's domain checks.
     fn is_valid(&self, spec: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if let Ok(ours) = spec.cast::<PySpec>()
+            && let Some(c) = &ours.borrow().compact
+        {
+            return Ok(c.pruned.is_some_and(|p| p.check(&self.domain).is_ok()));
+        }
         let s = match spec.cast::<PySpec>() {
             Ok(ours) => PySpec::current(ours)?,
             Err(_) => spec_from_attributes(spec)?,

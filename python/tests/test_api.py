@@ -364,6 +364,22 @@ def test_specs_behave_as_the_originals(tmp_path):
     # An assigned attribute is what a query reads, as in the original.
     s.ops = ["input", "maxpool3x3", "output"]
     assert s.hash_spec(OPS) == api.ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "maxpool3x3", "output"]).hash_spec(OPS)
+    # The same for a spec from nested lists of the dataset's ops (kept in
+    # compact form until an attribute is read or assigned).
+    t = api.ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"])
+    t.ops = ["input", "maxpool3x3", "output"]
+    assert t.hash_spec(OPS) == s.hash_spec(OPS)
+    t.matrix = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 0]])
+    assert t.hash_spec(OPS) == api.ModelSpec([[0, 1, 1], [0, 0, 1], [0, 0, 0]], ["input", "maxpool3x3", "output"]).hash_spec(OPS)
+    u = api.ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"])
+    assert u.original_ops == ["input", "conv3x3-bn-relu", "output"] and u.ops == u.original_ops
+    assert u.matrix.tolist() == [[0, 1, 0], [0, 0, 1], [0, 0, 0]] and u.valid_spec
+    u.valid_spec = False
+    assert not u.valid_spec and u.matrix.tolist() == [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    with pytest.raises(ValueError, match="matrix must be square"):
+        api.ModelSpec([], [])
+    empty = api.ModelSpec(np.zeros((0, 0), dtype=int), [])
+    assert not empty.valid_spec and empty.matrix is None
     try:
         import graphviz  # noqa: F401
     except ImportError:

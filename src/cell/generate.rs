@@ -23,7 +23,7 @@ use crate::cell::graph::{HashScratch, Matrix, ModelHash, hash_module_with, is_is
 use crate::cell::lanes::{BatchScratch, LANES, hash_batch};
 use crate::cell::network::{NetworkConfig, network_parameters};
 use crate::cell::ops::{CANONICAL_OPS, INPUT_LABEL, OUTPUT_LABEL, Op, label_name};
-use crate::cell::spec::ModelSpec;
+use crate::cell::spec::{Domain, ModelSpec, OutOfDomain, kept_of_rows};
 
 /// Most vertices the enumeration supports (the dataset's limit; an
 /// eighth vertex would mean 2^28 matrices times 729 labelings).
@@ -116,6 +116,37 @@ impl LabeledGraph {
             g.labels[v] = i8::try_from(label).ok().filter(|l| (-2..=2).contains(l))?;
         }
         Some(g)
+    }
+
+    /// The original's pruning: the vertices on some input -> output path,
+    /// in order; `None` when there is no such path (an invalid spec). The
+    /// rows must be upper triangular.
+    pub fn pruned(&self) -> Option<LabeledGraph> {
+        let n = (self.n as usize).min(MAX_VERTICES);
+        let rows: [u64; MAX_VERTICES] = self.rows.map(u64::from);
+        let keep = kept_of_rows(&rows[..n])?;
+        let mut out = LabeledGraph {
+            n: keep.count_ones() as u8,
+            rows: [0; MAX_VERTICES],
+            labels: [0; MAX_VERTICES],
+        };
+        let kept = || (0..n).filter(move |&v| (keep >> v) & 1 == 1);
+        for (at, v) in kept().enumerate() {
+            out.rows[at] = kept().enumerate().fold(0u8, |row, (bit, j)| {
+                row | (((self.rows[v] >> j) & 1) << bit)
+            });
+            out.labels[at] = self.labels[v];
+        }
+        Some(out)
+    }
+
+    /// [`ModelSpec::check`] for this cell as the pruned spec: the
+    /// original's domain checks in its order, with its messages.
+    pub fn check(&self, domain: &Domain) -> Result<(), OutOfDomain> {
+        let n = (self.n as usize).min(MAX_VERTICES);
+        domain.check_pruned(n, self.num_edges(), |v| {
+            label_name(i64::from(self.labels[v])).unwrap_or("?")
+        })
     }
 
     /// Number of edges.
@@ -729,6 +760,53 @@ fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `pruned` and `check` on a labeled graph give what `ModelSpec` gives
+    /// for the same matrix and ops (its pruning through a `Matrix`), over
+    /// random upper-triangular graphs of 0 to 7 vertices with every label
+    /// (input and output in the interior included) and a domain that
+    /// refuses maxpool.
+    #[test]
+    fn pruned_and_check_agree_with_model_spec() {
+        let mut rng = crate::rng::SplitMix64::new(42);
+        let narrow = Domain {
+            max_vertices: 6,
+            max_edges: 7,
+            available_ops: vec![CANONICAL_OPS[0].to_string(), CANONICAL_OPS[1].to_string()],
+        };
+        let mut pruned_some = 0;
+        for _ in 0..20_000 {
+            let n = (rng.next_u64() % 8) as usize;
+            let mut g = LabeledGraph {
+                n: n as u8,
+                rows: [0; MAX_VERTICES],
+                labels: [0; MAX_VERTICES],
+            };
+            for i in 0..n {
+                let above = ((1u16 << n) - 1) & !((2u16 << i) - 1);
+                g.rows[i] = (rng.next_u64() as u16 & above) as u8;
+                g.labels[i] = (rng.next_u64() % 5) as i8 - 2;
+            }
+            if n > 0 && rng.next_u64().is_multiple_of(2) {
+                g.labels[0] = -1;
+                g.labels[n - 1] = -2;
+            }
+            let spec =
+                ModelSpec::from_matrix(g.matrix(), g.ops().iter().map(|o| o.to_string()).collect())
+                    .expect("upper triangular");
+            let p = g.pruned();
+            assert_eq!(p.is_some(), spec.valid_spec(), "{g:?}");
+            if let Some(p) = p {
+                pruned_some += 1;
+                assert_eq!(Some(&p.matrix()), spec.matrix(), "{g:?}");
+                assert_eq!(p.ops(), spec.ops().unwrap_or_default(), "{g:?}");
+                for domain in [Domain::default(), narrow.clone()] {
+                    assert_eq!(p.check(&domain), spec.check(&domain), "{g:?}");
+                }
+            }
+        }
+        assert!(pruned_some > 5_000, "{pruned_some}");
+    }
 
     /// `canonical_key` of each labeled graph equals the key the enumeration
     /// computes for it, for every labeling of every shape with up to 5

@@ -97,6 +97,47 @@ impl Default for Domain {
     }
 }
 
+impl Domain {
+    /// The original's `_check_spec` on a pruned cell of `vertices`
+    /// vertices and `edges` edges whose vertex `v` has op `op(v)`: the
+    /// checks in the original's order, failing with its messages.
+    pub fn check_pruned<'a>(
+        &self,
+        vertices: usize,
+        edges: usize,
+        op: impl Fn(usize) -> &'a str,
+    ) -> Result<(), OutOfDomain> {
+        if vertices > self.max_vertices {
+            return Err(OutOfDomain::TooManyVertices {
+                got: vertices,
+                max: self.max_vertices,
+            });
+        }
+        if edges > self.max_edges {
+            return Err(OutOfDomain::TooManyEdges {
+                got: edges,
+                max: self.max_edges,
+            });
+        }
+        if vertices == 0 || op(0) != INPUT {
+            return Err(OutOfDomain::FirstNotInput);
+        }
+        if op(vertices - 1) != OUTPUT {
+            return Err(OutOfDomain::LastNotOutput);
+        }
+        if let Some(bad) = (1..vertices - 1)
+            .map(&op)
+            .find(|o| !self.available_ops.iter().any(|a| a == o))
+        {
+            return Err(OutOfDomain::UnsupportedOp {
+                op: bad.to_string(),
+                available: self.available_ops.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A cell: the matrix and ops as given, and their pruned form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
@@ -197,35 +238,7 @@ impl ModelSpec {
     /// Checks run in the original's order and fail with its messages.
     pub fn check(&self, domain: &Domain) -> Result<(), OutOfDomain> {
         let (matrix, ops) = self.pruned.as_ref().ok_or(OutOfDomain::Disconnected)?;
-        if ops.len() > domain.max_vertices {
-            return Err(OutOfDomain::TooManyVertices {
-                got: ops.len(),
-                max: domain.max_vertices,
-            });
-        }
-        let edges = matrix.num_edges();
-        if edges > domain.max_edges {
-            return Err(OutOfDomain::TooManyEdges {
-                got: edges,
-                max: domain.max_edges,
-            });
-        }
-        if ops.first().map(String::as_str) != Some(INPUT) {
-            return Err(OutOfDomain::FirstNotInput);
-        }
-        if ops.last().map(String::as_str) != Some(OUTPUT) {
-            return Err(OutOfDomain::LastNotOutput);
-        }
-        if let Some(op) = ops[1..ops.len() - 1]
-            .iter()
-            .find(|op| !domain.available_ops.contains(op))
-        {
-            return Err(OutOfDomain::UnsupportedOp {
-                op: op.clone(),
-                available: domain.available_ops.clone(),
-            });
-        }
-        Ok(())
+        domain.check_pruned(ops.len(), matrix.num_edges(), |v| ops[v].as_str())
     }
 
     /// The original's `is_valid`: [`ModelSpec::check`] passes.
@@ -290,11 +303,16 @@ pub fn prune(matrix: &Matrix, ops: &[String]) -> Option<(Matrix, Vec<String>)> {
 /// Bitmask of the vertices on some input -> output path; `None` when fewer
 /// than two (the spec is invalid).
 pub fn kept_vertices(matrix: &Matrix) -> Option<u64> {
-    let n = matrix.n();
+    kept_of_rows(matrix.rows())
+}
+
+/// [`kept_vertices`] of an upper-triangular matrix given as row bitmasks
+/// (bit `j` of `rows[i]` is the edge i -> j).
+pub fn kept_of_rows(rows: &[u64]) -> Option<u64> {
+    let n = rows.len();
     if n < 2 {
         return None;
     }
-    let rows = matrix.rows();
     // Upper triangular: one forward sweep finds everything reachable from 0.
     let mut from_input = 1u64;
     for (v, &row) in rows.iter().enumerate() {
