@@ -226,8 +226,25 @@ impl Compact {
     }
 }
 
-/// `ModelSpec`: the cell as given and pruned (see `nasbench.api.ModelSpec`).
-#[pyclass(module = "nasbench._core", name = "ModelSpec", subclass, dict, weakref)]
+/// Model specification given adjacency matrix and labeling.
+///
+/// Args:
+///   matrix: ndarray or nested list with shape [V, V] for the adjacency
+///     matrix (upper triangular, 0/1).
+///   ops: V-length list of op names; the first and last are the input and
+///     output vertices.
+///   data_format: 'channels_last' or 'channels_first'.
+///
+/// Raises:
+///   ValueError: the matrix is not square, not upper triangular, or does
+///     not match the ops' length.
+///
+/// Attributes (as the original's): ``original_matrix`` and
+/// ``original_ops`` as given, ``matrix`` and ``ops`` pruned (vertices not
+/// on a path from input to output removed; None when there is no such
+/// path), ``valid_spec``, ``data_format``. Matrices are numpy arrays.
+/// ``visualize()`` draws the pruned cell (needs ``graphviz``).
+#[pyclass(module = "nasbench.api", name = "ModelSpec", subclass, dict, weakref)]
 pub struct PySpec {
     /// The spec as built; `None` once `matrix`, `ops` or `valid_spec` was
     /// assigned (the attributes then hold the values).
@@ -360,7 +377,10 @@ fn spec_from_attributes(obj: &Bound<'_, PyAny>) -> PyResult<Option<ModelSpec>> {
 #[pymethods]
 impl PySpec {
     #[new]
-    #[pyo3(signature = (matrix, ops, data_format = None))]
+    #[pyo3(
+        signature = (matrix, ops, data_format = None),
+        text_signature = "(matrix, ops, data_format='channels_last')"
+    )]
     fn new(
         py: Python<'_>,
         matrix: &Bound<'_, PyAny>,
@@ -543,8 +563,14 @@ impl PySpec {
         self.data_format = value;
     }
 
-    /// The isomorphism-invariant MD5 hash of the pruned cell, with op
-    /// labels taken from their position in `canonical_ops`.
+    /// Computes the isomorphism-invariant graph hash of this spec.
+    ///
+    /// Args:
+    ///   canonical_ops: list of operations in the canonical ordering which
+    ///     they were assigned (``config['available_ops']``).
+    ///
+    /// Returns:
+    ///   MD5 hash of this spec which can be used to query the dataset.
     fn hash_spec(slf: &Bound<'_, Self>, canonical_ops: &Bound<'_, PyAny>) -> PyResult<String> {
         let ops = slf.getattr("ops")?;
         if ops.is_none() {
