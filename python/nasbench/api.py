@@ -94,17 +94,14 @@ def _visualize(self):
         raise ImportError(
             "ModelSpec.visualize() needs the graphviz package: pip install graphviz"
         ) from e
-    matrix = self.matrix
-    num_vertices = len(matrix)
+    matrix = np.asarray(self.matrix)
+    last = len(matrix) - 1
     g = graphviz.Digraph()
-    g.node(str(0), "input")
-    for v in range(1, num_vertices - 1):
-        g.node(str(v), self.ops[v])
-    g.node(str(num_vertices - 1), "output")
-    for src in range(num_vertices - 1):
-        for dst in range(src + 1, num_vertices):
-            if matrix[src][dst]:
-                g.edge(str(src), str(dst))
+    for v in range(last + 1):
+        g.node(str(v), "input" if v == 0 else "output" if v == last else self.ops[v])
+    # Row by row, as the original draws them.
+    for src, dst in zip(*np.nonzero(np.triu(matrix, 1))):
+        g.edge(str(src), str(dst))
     return g
 
 
