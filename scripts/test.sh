@@ -2,9 +2,10 @@
 # Every test, as CI runs them (README: the second command). Sets up what the
 # tests need in a project-local .venv (the stock DuckDB CLI, Python duckdb,
 # the notebook packages, NVRTC and ptxas, pytest and the original API's
-# dependencies), builds the Python package into it, then runs the Rust tests
-# and the Python tests. Only the GPU tests print SKIPPED, on machines
-# without a CUDA driver. Exits non-zero on any failure.
+# dependencies) and, run as root, Slurm from apt; builds the Python package
+# into the .venv, then runs the Rust tests and the Python tests. Only the GPU
+# tests print SKIPPED, on machines without a CUDA driver (and the Slurm test
+# without root). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,20 @@ if ! { [ -x .venv/bin/duckdb ] && [ -x .venv/bin/maturin ] \
     echo "== setting up .venv (PyPI: $PY_PACKAGES)"
     python3 -m venv .venv
     .venv/bin/pip install -q $PY_PACKAGES
+fi
+
+# Slurm and munge for tests/slurm.rs, which starts a single-node cluster
+# itself (scripts/slurm/local-cluster.sh): installed from apt when this runs
+# as root, and then that test must run. Without root it prints SKIPPED with
+# what it needs, as the GPU tests do without a driver.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+        echo "== installing slurm-wlm and munge (apt) for the Slurm test"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; }
+    fi
+    export NASBENCH_REQUIRE_SLURM=1
 fi
 
 # The build environment is the caller's: the same target directory and
