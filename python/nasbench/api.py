@@ -105,11 +105,35 @@ def _visualize(self):
     return g
 
 
+def _rebuild_spec(cls, original_matrix, original_ops, data_format, state):
+    """Unpickles a ``ModelSpec``: built again, then its attributes as pickled."""
+    spec = cls(original_matrix, original_ops, data_format)
+    for name, value in state.items():
+        setattr(spec, name, value)
+    return spec
+
+
+def _reduce_spec(self):
+    """Pickles a ``ModelSpec`` as the original's pickle: every attribute, the
+    assigned ones included."""
+    state = dict(getattr(self, "__dict__", {}))
+    pruned = type(self)(self.original_matrix, self.original_ops)
+    for name in ("matrix", "ops", "valid_spec"):
+        value, built = getattr(self, name), getattr(pruned, name)
+        if not (value is None and built is None) and not (
+            value is not None and built is not None and np.array_equal(value, built)
+            and type(value) is type(built)
+        ):
+            state[name] = value
+    return (_rebuild_spec, (type(self), self.original_matrix, self.original_ops, self.data_format, state))
+
+
 # The native class itself (its docstring is help(ModelSpec)), not a Python
 # subclass: a subclass instance costs a third of a query() call. Subclass
 # it as the original's.
 ModelSpec = _core.ModelSpec
 ModelSpec.visualize = _visualize
+ModelSpec.__reduce__ = _reduce_spec
 
 
 class _Statistics(collections.abc.Mapping):

@@ -432,3 +432,39 @@ def test_query_is_a_method_that_subclasses_can_override_and_help_documents(sampl
     doc = api.NASBench.query.__doc__
     assert "Fetch one of the evaluations" in doc and "OutOfDomainError" in doc
     assert api.NASBench.query.__text_signature__ == "($self, model_spec, epochs=108, stop_halfway=False)"
+
+
+def test_specs_pickle_with_every_attribute(sample):
+    """A pickled spec (search code keeps histories of them) comes back with
+    the original's attributes, assigned ones and the user's own included,
+    and answers queries as before."""
+    import pickle
+
+    nb = api.NASBench(sample, seed=0)
+    fixed, _ = nb.get_metrics_from_hash(next(iter(nb.hash_iterator())))
+    m, o = fixed["module_adjacency"], list(fixed["module_operations"])
+    assigned = api.ModelSpec(m.tolist(), o)
+    assigned.ops = list(o)
+    assigned.tag = {"generation": 3}
+    specs = [
+        api.ModelSpec(m.tolist(), o),
+        api.ModelSpec(m.astype(np.int8), o),
+        assigned,
+        api.ModelSpec([[0, 0, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"]),
+    ]
+    for s in specs:
+        t = pickle.loads(pickle.dumps(s))
+        assert type(t) is api.ModelSpec and t.__dict__ == s.__dict__
+        for name in ("original_matrix", "matrix"):
+            a, b = getattr(s, name), getattr(t, name)
+            assert (a is None and b is None) or (np.array_equal(a, b) and a.dtype == b.dtype), name
+        for name in ("original_ops", "ops", "valid_spec", "data_format"):
+            assert getattr(t, name) == getattr(s, name), name
+        if s.valid_spec:
+            random.seed(7)
+            want = nb.query(s)
+            random.seed(7)
+            same(nb.query(t), want)
+        else:
+            with pytest.raises(api.OutOfDomainError):
+                nb.query(t)
