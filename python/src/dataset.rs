@@ -286,20 +286,15 @@ fn check_epochs(epochs: &Bound<'_, PyAny>, valid_epochs: &Bound<'_, PyAny>) -> P
 
 fn run_dict<'py>(py: Python<'py>, run: &RunMetrics) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("halfway_training_time", value(run.halfway.training_time))?;
-    d.set_item("halfway_train_accuracy", value(run.halfway.train_accuracy))?;
-    d.set_item(
-        "halfway_validation_accuracy",
-        value(run.halfway.validation_accuracy),
-    )?;
-    d.set_item("halfway_test_accuracy", value(run.halfway.test_accuracy))?;
-    d.set_item("final_training_time", value(run.last.training_time))?;
-    d.set_item("final_train_accuracy", value(run.last.train_accuracy))?;
-    d.set_item(
-        "final_validation_accuracy",
-        value(run.last.validation_accuracy),
-    )?;
-    d.set_item("final_test_accuracy", value(run.last.test_accuracy))?;
+    for (at, p) in [("halfway", &run.halfway), ("final", &run.last)] {
+        d.set_item(format!("{at}_training_time"), value(p.training_time))?;
+        d.set_item(format!("{at}_train_accuracy"), value(p.train_accuracy))?;
+        d.set_item(
+            format!("{at}_validation_accuracy"),
+            value(p.validation_accuracy),
+        )?;
+        d.set_item(format!("{at}_test_accuracy"), value(p.test_accuracy))?;
+    }
     Ok(d)
 }
 
