@@ -1,6 +1,5 @@
 //! `ModelSpec` for Python: reading matrices and ops from Python objects, the compact inline form of a dataset cell, and the attributes with the original's semantics.
 
-use std::borrow::Cow;
 use std::ffi::CString;
 use std::sync::OnceLock;
 
@@ -284,16 +283,16 @@ impl PySpec {
         }
     }
 
-    /// The spec as built (from its compact form when it has one); `None`
-    /// after an attribute was assigned.
-    fn built_spec(&self) -> PyResult<Option<Cow<'_, ModelSpec>>> {
-        if let Some(s) = &self.spec {
-            return Ok(Some(Cow::Borrowed(s)));
+    /// The spec as built: from its compact form the first time an
+    /// attribute needs it, then kept (the compact form stays for queries);
+    /// `None` after an attribute was assigned.
+    fn built_spec(&mut self) -> PyResult<Option<&ModelSpec>> {
+        if self.spec.is_none()
+            && let Some(c) = &self.compact
+        {
+            self.spec = Some(c.spec()?);
         }
-        match &self.compact {
-            Some(c) => Ok(Some(Cow::Owned(c.spec()?))),
-            None => Ok(None),
-        }
+        Ok(self.spec.as_ref())
     }
 
     /// Before an assignment to `matrix`, `ops` or `valid_spec`: the
@@ -319,8 +318,8 @@ impl PySpec {
 
     /// The spec the attributes describe now.
     pub(crate) fn current(slf: &Bound<'_, Self>) -> PyResult<Option<ModelSpec>> {
-        if let Some(s) = slf.borrow().built_spec()? {
-            return Ok(Some(s.into_owned()));
+        if let Some(s) = slf.borrow_mut().built_spec()? {
+            return Ok(Some(s.clone()));
         }
         spec_from_attributes(slf.as_any())
     }
@@ -405,7 +404,7 @@ impl PySpec {
             return Ok(m.clone_ref(py));
         }
         let m = {
-            let me = slf.borrow();
+            let mut me = slf.borrow_mut();
             let spec = me
                 .built_spec()?
                 .ok_or_else(|| PyTypeError::new_err("no matrix"))?;
@@ -430,7 +429,7 @@ impl PySpec {
             return Ok(o.clone_ref(py));
         }
         let o = {
-            let me = slf.borrow();
+            let mut me = slf.borrow_mut();
             let spec = me
                 .built_spec()?
                 .ok_or_else(|| PyTypeError::new_err("no ops"))?;
@@ -453,14 +452,14 @@ impl PySpec {
             return Ok(m.clone_ref(py));
         }
         let m = {
-            let me = slf.borrow();
-            let spec = me.built_spec()?;
-            match spec.as_deref().and_then(ModelSpec::matrix) {
+            let mut me = slf.borrow_mut();
+            let dtype = me.dtype.as_ref().map(|d| d.clone_ref(py));
+            match me.built_spec()?.and_then(ModelSpec::matrix) {
                 None => py.None(),
                 Some(pm) => {
                     let kw = PyDict::new(py);
-                    if let Some(d) = &me.dtype {
-                        kw.set_item("dtype", d.clone_ref(py))?;
+                    if let Some(d) = dtype {
+                        kw.set_item("dtype", d)?;
                     }
                     numpy(py)?
                         .getattr("array")?
@@ -488,9 +487,8 @@ impl PySpec {
             return Ok(o.clone_ref(py));
         }
         let o = {
-            let me = slf.borrow();
-            let spec = me.built_spec()?;
-            match spec.as_deref().and_then(ModelSpec::ops) {
+            let mut me = slf.borrow_mut();
+            match me.built_spec()?.and_then(ModelSpec::ops) {
                 None => py.None(),
                 Some(ops) => PyList::new(py, ops)?.into_any().unbind(),
             }
