@@ -106,25 +106,30 @@ def _visualize(self):
 
 
 def _rebuild_spec(cls, original_matrix, original_ops, data_format, state):
-    """Unpickles a ``ModelSpec``: built again, then its attributes as pickled."""
-    spec = cls(original_matrix, original_ops, data_format)
+    """Unpickles a ``ModelSpec``: made again by ``__new__`` (a subclass's
+    ``__init__`` is not called, as in the original's unpickling), then its
+    attributes as pickled."""
+    spec = cls.__new__(cls, original_matrix, original_ops, data_format)
     for name, value in state.items():
         setattr(spec, name, value)
     return spec
 
 
+def _same_attribute(a, b):
+    if a is None or b is None:
+        return a is b
+    return type(a) is type(b) and np.array_equal(a, b)
+
+
 def _reduce_spec(self):
     """Pickles a ``ModelSpec`` as the original's pickle: every attribute, the
-    assigned ones included."""
+    assigned ones included (those the spec's own pruning gives are made
+    again, so an unpickled spec keeps the fast query path)."""
     state = dict(getattr(self, "__dict__", {}))
-    pruned = type(self)(self.original_matrix, self.original_ops)
+    built = _core.ModelSpec(self.original_matrix, self.original_ops)
     for name in ("matrix", "ops", "valid_spec"):
-        value, built = getattr(self, name), getattr(pruned, name)
-        if not (value is None and built is None) and not (
-            value is not None and built is not None and np.array_equal(value, built)
-            and type(value) is type(built)
-        ):
-            state[name] = value
+        if not _same_attribute(getattr(self, name), getattr(built, name)):
+            state[name] = getattr(self, name)
     return (_rebuild_spec, (type(self), self.original_matrix, self.original_ops, self.data_format, state))
 
 

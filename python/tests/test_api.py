@@ -434,6 +434,15 @@ def test_query_is_a_method_that_subclasses_can_override_and_help_documents(sampl
     assert api.NASBench.query.__text_signature__ == "($self, model_spec, epochs=108, stop_halfway=False)"
 
 
+class TaggedSpec(api.ModelSpec):
+    """A user's subclass whose constructor takes other arguments (no
+    data_format), which unpickling must not call."""
+
+    def __init__(self, matrix, ops):
+        super().__init__()
+        self.tag = "mine"
+
+
 def test_specs_pickle_with_every_attribute(sample):
     """A pickled spec (search code keeps histories of them) comes back with
     the original's attributes, assigned ones and the user's own included,
@@ -451,10 +460,11 @@ def test_specs_pickle_with_every_attribute(sample):
         api.ModelSpec(m.astype(np.int8), o),
         assigned,
         api.ModelSpec([[0, 0, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"]),
+        TaggedSpec(m.tolist(), o),
     ]
     for s in specs:
         t = pickle.loads(pickle.dumps(s))
-        assert type(t) is api.ModelSpec and t.__dict__ == s.__dict__
+        assert type(t) is type(s) and t.__dict__ == s.__dict__
         for name in ("original_matrix", "matrix"):
             a, b = getattr(s, name), getattr(t, name)
             assert (a is None and b is None) or (np.array_equal(a, b) and a.dtype == b.dtype), name
