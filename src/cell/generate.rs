@@ -19,7 +19,9 @@ use std::collections::HashSet;
 
 use rayon::prelude::*;
 
-use crate::cell::graph::{HashScratch, Matrix, ModelHash, hash_module_with, is_isomorphic};
+use crate::cell::graph::{
+    HashScratch, Matrix, ModelHash, hash_module_with, is_isomorphic, pack_bits,
+};
 use crate::cell::lanes::{BatchScratch, LANES, hash_batch};
 use crate::cell::network::{NetworkConfig, network_parameters};
 use crate::cell::ops::{CANONICAL_OPS, INPUT_LABEL, OUTPUT_LABEL, Op, label_name};
@@ -130,11 +132,9 @@ impl LabeledGraph {
             rows: [0; MAX_VERTICES],
             labels: [0; MAX_VERTICES],
         };
-        let kept = || (0..n).filter(move |&v| (keep >> v) & 1 == 1);
-        for (at, v) in kept().enumerate() {
-            out.rows[at] = kept().enumerate().fold(0u8, |row, (bit, j)| {
-                row | (((self.rows[v] >> j) & 1) << bit)
-            });
+        for (at, v) in (0..n).filter(|&v| (keep >> v) & 1 == 1).enumerate() {
+            // At most 7 kept vertices: the packed row fits its byte.
+            out.rows[at] = pack_bits(rows[v], keep) as u8;
             out.labels[at] = self.labels[v];
         }
         Some(out)
