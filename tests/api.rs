@@ -606,3 +606,61 @@ fn a_pipelined_batch_answers_like_one_call_at_a_time() {
         }
     }
 }
+
+#[test]
+fn every_cell_is_found_by_its_canonical_key_and_no_other_key_finds_one() {
+    use nasbench::api::Index;
+    use nasbench::cell::generate::canonical_key;
+    use std::collections::HashMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.tfrecord");
+    common::run(
+        Command::new(env!("CARGO_BIN_EXE_nasbench"))
+            .args(["synth", "-q", "--cells", "3000", "-o"])
+            .arg(&file),
+    );
+    let ix = Index::build_from_release(&file, vec![], None).unwrap();
+    assert_eq!(ix.len(), 3000);
+    let graphs: Vec<_> = (0..ix.len()).map(|i| ix.fixed(i).graph).collect();
+    let present: HashMap<u64, usize> = graphs
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (canonical_key(g), i))
+        .collect();
+    assert_eq!(present.len(), 3000, "the cells are distinct");
+    for (&key, &cell) in &present {
+        assert_eq!(ix.find_key(key).unwrap(), Some(cell));
+    }
+    // Neighbours of the cells (one interior op changed, or one edge added
+    // or removed): found exactly when the index holds them, and then as
+    // that cell.
+    let (mut held, mut absent) = (0, 0);
+    for g in &graphs {
+        let n = usize::from(g.n);
+        let mut neighbours = Vec::new();
+        for v in 1..n - 1 {
+            let mut h = *g;
+            h.labels[v] = (h.labels[v] + 1) % 3;
+            neighbours.push(h);
+        }
+        for i in 0..n {
+            for j in i + 1..n {
+                let mut h = *g;
+                h.rows[i] ^= 1 << j;
+                neighbours.push(h);
+            }
+        }
+        for h in neighbours {
+            let key = canonical_key(&h);
+            let want = present.get(&key).copied();
+            assert_eq!(ix.find_key(key).unwrap(), want);
+            if want.is_some() {
+                held += 1;
+            } else {
+                absent += 1;
+            }
+        }
+    }
+    assert!(held > 1000 && absent > 1000, "held {held}, absent {absent}");
+}

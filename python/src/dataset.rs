@@ -1,18 +1,19 @@
 //! The open dataset for Python (`Dataset`) and the base of `NASBench` (`NASBenchBase`): lookups, the draw from Python's `random`, the answer dicts, the batch calls and the tables.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use nasbench::api::{self, Index, NUM_REPEATS, RunMetrics};
-use nasbench::cell::generate::canonical_key;
+use nasbench::cell::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
 use nasbench::cell::graph::ModelHash;
+use nasbench::cell::ops::label_name;
 use nasbench::cell::spec::{Domain, ModelSpec, OutOfDomain};
+use numpy::{PyArray2, PyArrayMethods};
 use pyo3::exceptions::{PyAttributeError, PyIndexError, PyKeyError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use crate::spec::{Compact, PySpec, nested, numpy, spec_from_attributes};
+use crate::spec::{Compact, PySpec, spec_from_attributes};
 use crate::{OutOfDomainError, py_err};
 
 /// The cells as columns: hash, vertices, adjacency bits, ops, parameters.
@@ -23,20 +24,16 @@ type ModelColumns = (Vec<String>, Vec<u8>, Vec<String>, Vec<String>, Vec<i64>);
 pub struct Dataset {
     ix: Index,
     domain: Domain,
-    /// `module_adjacency` arrays by cell, copied for every answer.
-    adjacency: HashMap<u32, Py<PyAny>>,
     random: Py<PyModule>,
     /// The standard library's `random.randint` and the `getrandbits` of
     /// the generator it draws from, when its draw can be made directly.
     randbits: Option<(Py<PyAny>, Py<PyAny>)>,
-    /// The op names as Python strings, made once (`module_operations`).
-    op_names: Vec<(&'static str, Py<PyString>)>,
-    int8: Py<PyAny>,
+    /// The op names as Python strings by hash label (`label + 2`, so
+    /// output, input, then the canonical ops), made once for
+    /// `module_operations`.
+    op_names: Vec<Py<PyString>>,
     path: PathBuf,
 }
-
-/// Arrays kept for `module_adjacency` before the cache starts over.
-const ADJACENCY_CACHE: usize = 1 << 16;
 
 fn value(v: Option<f64>) -> f64 {
     // The original reads proto2 defaults where a value is absent.
@@ -44,30 +41,32 @@ fn value(v: Option<f64>) -> f64 {
 }
 
 impl Dataset {
-    fn adjacency<'py>(&mut self, py: Python<'py>, cell: usize) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(a) = self.adjacency.get(&(cell as u32)) {
-            return a.bind(py).call_method0(intern!(py, "copy"));
+    /// A stored graph's `module_adjacency`: a new `int8` array (the
+    /// original gives each answer its own), written from its rows.
+    fn adjacency<'py>(&self, py: Python<'py>, g: &LabeledGraph) -> Bound<'py, PyArray2<i8>> {
+        let n = usize::from(g.n).min(MAX_VERTICES);
+        // SAFETY: a new C-ordered array, which nothing else references
+        // yet: all n * n elements are written before it is returned.
+        unsafe {
+            let arr = PyArray2::<i8>::new(py, [n, n], false);
+            let data = std::slice::from_raw_parts_mut(arr.data(), n * n);
+            for (i, row) in data.chunks_exact_mut(n.max(1)).enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = i8::from(g.rows[i] >> j & 1 != 0);
+                }
+            }
+            arr
         }
-        let fixed = self.ix.fixed(cell);
-        let arr = numpy(py)?
-            .getattr("array")?
-            .call1((nested(py, &fixed.module_adjacency())?, self.int8.bind(py)))?;
-        if self.adjacency.len() >= ADJACENCY_CACHE {
-            self.adjacency.clear();
-        }
-        self.adjacency.insert(cell as u32, arr.clone().unbind());
-        arr.call_method0(intern!(py, "copy"))
     }
 
     fn fixed_dict<'py>(&mut self, py: Python<'py>, cell: usize) -> PyResult<Bound<'py, PyDict>> {
         let fixed = self.ix.fixed(cell);
         let d = PyDict::new(py);
-        d.set_item(intern!(py, "module_adjacency"), self.adjacency(py, cell)?)?;
-        let names = fixed
-            .module_operations()
-            .into_iter()
-            .map(|name| self.op_name(py, name))
-            .collect::<PyResult<Vec<_>>>()?;
+        let g = &fixed.graph;
+        d.set_item(intern!(py, "module_adjacency"), self.adjacency(py, g))?;
+        let names = g.labels[..usize::from(g.n).min(MAX_VERTICES)]
+            .iter()
+            .map(|&l| self.op_name(py, l));
         d.set_item(intern!(py, "module_operations"), PyList::new(py, names)?)?;
         d.set_item(
             intern!(py, "trainable_parameters"),
@@ -76,18 +75,16 @@ impl Dataset {
         Ok(d)
     }
 
-    /// The Python string of an op name, made once per name.
-    fn op_name<'py>(
-        &mut self,
-        py: Python<'py>,
-        name: &'static str,
-    ) -> PyResult<Bound<'py, PyString>> {
-        if let Some((_, s)) = self.op_names.iter().find(|(n, _)| *n == name) {
-            return Ok(s.bind(py).clone());
+    /// The Python string of the op with hash label `label` (`?` for a
+    /// label no op has, as [`nasbench::cell::generate::LabeledGraph::ops`] names it).
+    fn op_name<'py>(&self, py: Python<'py>, label: i8) -> Bound<'py, PyString> {
+        match usize::try_from(i16::from(label) + 2)
+            .ok()
+            .and_then(|k| self.op_names.get(k))
+        {
+            Some(s) => s.bind(py).clone(),
+            None => PyString::new(py, "?"),
         }
-        let s = PyString::new(py, name);
-        self.op_names.push((name, s.clone().unbind()));
-        Ok(s)
     }
 
     /// The cell of a spec object (ours or any with the original's
@@ -218,7 +215,11 @@ impl Dataset {
     ) -> PyResult<(Bound<'py, PyDict>, f64)> {
         check_epochs(epochs, valid_epochs)?;
         let cell = self.cell_of(spec)?;
-        let p = self.sample(py, cell, Self::epochs_of(epochs)?, stop_halfway)?;
+        let e = Self::epochs_of(epochs)?;
+        if let Some(b) = self.ix.budget_index(e) {
+            self.ix.prefetch_runs(cell, b);
+        }
+        let p = self.sample(py, cell, e, stop_halfway)?;
         let d = self.fixed_dict(py, cell)?;
         d.set_item(intern!(py, "training_time"), value(p.training_time))?;
         d.set_item(intern!(py, "train_accuracy"), value(p.train_accuracy))?;
@@ -328,11 +329,11 @@ impl Dataset {
         Ok(Dataset {
             ix,
             domain: Domain::default(),
-            adjacency: HashMap::new(),
             randbits: direct_draw(&random).unwrap_or(None),
-            op_names: Vec::new(),
+            op_names: (-2..=2)
+                .map(|l| PyString::new(py, label_name(l).unwrap_or("?")).unbind())
+                .collect(),
             random: random.unbind(),
-            int8: numpy(py)?.getattr("int8")?.unbind(),
             path,
         })
     }

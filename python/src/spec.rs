@@ -2,6 +2,8 @@
 
 use std::ffi::CString;
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use nasbench::Matrix;
 use nasbench::cell::generate::{LabeledGraph, MAX_VERTICES};
@@ -81,19 +83,29 @@ fn binary_rows(m: &Bound<'_, PyAny>) -> Option<Vec<u64>> {
     let py = m.py();
     let zero = 0i64.into_pyobject(py).ok()?;
     let one = 1i64.into_pyobject(py).ok()?;
+    // Items are compared by address, read as borrowed references (no
+    // reference-count traffic for the n * n + n items).
+    let item = |list: &Bound<'_, PyAny>, i: usize| {
+        // SAFETY: `list` is a live list; `i` is below its length, which the
+        // caller checked under the GIL, so this borrowed reference is valid
+        // while nothing runs Python code (nothing here does).
+        unsafe { pyo3::ffi::PyList_GetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t) }
+    };
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let row = rows.get_item(i).ok()?;
+        let row = item(rows.as_any(), i);
+        // SAFETY: `row` is a borrowed reference to a live object (above).
+        let row = unsafe { Bound::from_borrowed_ptr_or_opt(py, row) }?;
         let row = row.cast::<PyList>().ok()?;
         if row.len() != n {
             return None;
         }
         let mut bits = 0u64;
         for j in 0..n {
-            let v = row.get_item(j).ok()?;
-            if v.is(&one) {
+            let v = item(row.as_any(), j);
+            if v == one.as_ptr() {
                 bits |= 1 << j;
-            } else if !v.is(&zero) {
+            } else if v != zero.as_ptr() {
                 return None;
             }
         }
@@ -121,6 +133,38 @@ fn op_labels() -> &'static [(CString, i8)] {
     })
 }
 
+/// For each op name of [`op_labels`], in its order, the last `str` object
+/// found equal to it, held by a strong reference (released when another
+/// replaces it): search code passes the same string objects spec after
+/// spec, which are then recognised by address instead of by comparing
+/// text. Read and written only with the GIL held.
+static SEEN_OPS: [AtomicPtr<pyo3::ffi::PyObject>; 5] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; 5];
+
+/// The position in [`op_labels`] of the op name `op` (a `str`), if it is
+/// one.
+fn op_position(op: &Bound<'_, PyAny>) -> Option<usize> {
+    let p = op.as_ptr();
+    if let Some(k) = SEEN_OPS.iter().position(|s| s.load(Relaxed) == p) {
+        return Some(k);
+    }
+    let k = op_labels().iter().position(|(name, _)| {
+        // SAFETY: `op` is a live `str` (checked by the caller) and `name`
+        // is NUL-terminated; the comparison raises no exception.
+        unsafe { pyo3::ffi::PyUnicode_CompareWithASCIIString(p, name.as_ptr()) == 0 }
+    })?;
+    if let Some(seen) = SEEN_OPS.get(k) {
+        let old = seen.swap(op.clone().into_ptr(), Relaxed);
+        if !old.is_null() {
+            // SAFETY: `old` is the strong reference this slot held; the GIL
+            // is held (the caller has `op`), and freeing a `str` runs no
+            // Python code.
+            unsafe { pyo3::ffi::Py_DecRef(old) };
+        }
+    }
+    Some(k)
+}
+
 /// The hash labels of `n` op names given as a list of `str` that are all
 /// op names of the dataset (`input`, the canonical ops, `output`), compared
 /// in place without copying the strings out; `None` for anything else,
@@ -135,13 +179,7 @@ fn op_labels_of(ops: &Bound<'_, PyAny>, n: usize) -> Option<[i8; MAX_VERTICES]> 
         if !op.is_exact_instance_of::<PyString>() {
             return None;
         }
-        labels[v] = op_labels().iter().find_map(|(name, label)| {
-            // SAFETY: `op` is a live `str` (checked above) and `name` is
-            // NUL-terminated; the comparison raises no exception.
-            let cmp =
-                unsafe { pyo3::ffi::PyUnicode_CompareWithASCIIString(op.as_ptr(), name.as_ptr()) };
-            (cmp == 0).then_some(*label)
-        })?;
+        labels[v] = op_labels().get(op_position(&op)?)?.1;
     }
     Some(labels)
 }

@@ -7,16 +7,17 @@
 //! modification time. Layout (little-endian, every section 8-aligned):
 //!
 //! ```text
-//! "NBQIDX05" | u64 header length | u32 CRC32C of the block table | pad |
+//! "NBQIDX06" | u64 header length | u32 CRC32C of the block table | pad |
 //!          u32 CRC32C of bytes 8..24 and the header | pad |
-//!          JSON header (with "version": 5) | pad
+//!          JSON header (with "version": 6) | pad
 //! buckets  [2^bits + 1]u32  buckets[k]..buckets[k+1]: the cells whose hash
 //!                   starts with the bits-bit prefix k (about one per bucket)
 //! cells    [n][64]  one cache line per cell, sorted by hash: the hash
 //!                   (16 big-endian MD5 bytes, = hex order), vertices,
 //!                   7 row masks, 7 labels (i8), pad, trainable parameters
 //!                   (i64, i64::MIN = NULL), repeats present per budget
-//!                   (8 x u8), u32 CRC32C of the rest of the line, pad
+//!                   (8 x u8), u32 CRC32C of the rest of the line, pad,
+//!                   the cell's canonical key (u64, at byte 56)
 //! metrics  [n] per cell: [b][r][8]f32 or f64 (the header's value_bytes)
 //!                   halfway then final (time, train, valid, test), NaN =
 //!                   NULL; then [b][r]u32 the CRC32C of each run; the
@@ -48,7 +49,7 @@
 //! No per-cell heap objects: a lookup by hash reads one bucket pair, then
 //! the cell's line (which holds its hash) and the run's line, whose
 //! addresses are both known from the bucket, so the two memory accesses
-//! overlap; a spec goes through a binary search over the canonical keys.
+//! overlap; a spec goes through a hash table of the canonical keys.
 
 use std::fs::File;
 use std::io::Write;
@@ -73,13 +74,16 @@ mod write;
 pub(crate) use write::graph_of;
 pub use write::{CellIn, Writer};
 
-const MAGIC: &[u8; 8] = b"NBQIDX05";
+const MAGIC: &[u8; 8] = b"NBQIDX06";
 /// The format version, also in the header.
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 /// Bytes before the JSON header.
 const PREAMBLE: usize = 32;
 /// Offset of a cell line's checksum.
 const CELL_CRC: usize = 48;
+/// Offset of the canonical key in a cell line (so that a lookup by key
+/// reads the line it needs anyway, not the key sections).
+const CELL_KEY: usize = 56;
 /// Bytes of the bucket and key sections under one checksum: a one-shot
 /// lookup reads one bucket block, or the about 10 key blocks a binary
 /// search touches.
@@ -295,14 +299,30 @@ pub struct Index {
     verified: Checked,
     /// The same for the blocks of the bucket and key sections.
     blocks_verified: Checked,
-    /// Every [`KEY_STRIDE`]th canonical key, read (and its blocks checked)
-    /// at the first key lookup: a lookup then searches 64 mapped keys
-    /// instead of the whole section.
-    key_directory: std::sync::OnceLock<Vec<u64>>,
+    /// The cells by canonical key, built (and the key sections checked)
+    /// at the first key lookup.
+    key_table: std::sync::OnceLock<KeyTable>,
 }
 
-/// Keys per entry of [`Index`]'s key directory.
-const KEY_STRIDE: usize = 64;
+/// An open-addressing hash table (linear probing, at most half full) of
+/// the cells by canonical key, each plus one (0 is an empty slot): a
+/// lookup by key reads a slot, then the cell's line (which holds its key),
+/// where a search of the sorted keys would wait on a chain of cache
+/// misses.
+struct KeyTable {
+    slots: Vec<u32>,
+    shift: u32,
+}
+
+impl KeyTable {
+    fn slot(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+}
 
 /// One bit per item (cell or block) that passed its check, set from any
 /// thread.
@@ -350,7 +370,7 @@ fn header_is_sane(h: &Header) -> bool {
     let mut order = h.budget_order.clone();
     order.sort_unstable();
     h.version == VERSION
-        && h.cells <= u32::MAX as usize
+        && h.cells < u32::MAX as usize
         && (8..=24).contains(&h.bucket_bits)
         && h.budgets.len() <= MAX_BUDGETS
         && budgets_ascending
@@ -443,7 +463,7 @@ impl Index {
             write_error: None,
             verified,
             blocks_verified,
-            key_directory: std::sync::OnceLock::new(),
+            key_table: std::sync::OnceLock::new(),
         })
     }
 
@@ -691,9 +711,16 @@ impl Index {
     /// out-of-range arguments do nothing.
     #[inline]
     pub fn prefetch_cell(&self, hash: &ModelHash, b: usize) {
-        let i = self.bucket_hint(self.bucket_of(hash));
-        let nb = self.header.budgets.len();
-        if i >= self.header.cells || b >= nb {
+        self.prefetch_runs(self.bucket_hint(self.bucket_of(hash)), b);
+    }
+
+    /// Starts loading cell `i`'s line and its runs at budget index `b`
+    /// with their checksums, which a query reads once it has drawn the
+    /// repeat: the loads overlap the draw instead of following it. Only a
+    /// hint; out-of-range arguments do nothing.
+    #[inline]
+    pub fn prefetch_runs(&self, i: usize, b: usize) {
+        if i >= self.header.cells || b >= self.header.budgets.len() {
             return;
         }
         prefetch_line(&self.bytes[self.layout.cells + i * CELL_BYTES..]);
@@ -705,50 +732,57 @@ impl Index {
         }
     }
 
-    /// The cell whose canonical key is `key`; every key block the search
-    /// reads, and the cell, are verified first.
+    /// The cell whose canonical key is `key`; the key sections are
+    /// verified (all of them, once per open, as the first lookup builds
+    /// the key table), and so is every cell compared.
     pub fn find_key(&self, key: u64) -> Result<Option<usize>, ApiError> {
-        let directory = match self.key_directory.get() {
-            Some(d) => d,
+        let table = match self.key_table.get() {
+            Some(t) => t,
             None => {
-                let d = (0..self.header.cells)
-                    .step_by(KEY_STRIDE)
-                    .map(|i| {
-                        let at = self.layout.keys + i * 8;
-                        self.verify_block(at)?;
-                        Ok(u64_at(&self.bytes, at))
-                    })
-                    .collect::<Result<Vec<u64>, ApiError>>()?;
-                // Another thread may have set it first: the same keys.
-                self.key_directory.get_or_init(|| d)
+                let t = self.build_key_table()?;
+                // Another thread may have set it first: the same table.
+                self.key_table.get_or_init(|| t)
             }
         };
-        // Entries at or below the key; the key, if stored, is among the
-        // KEY_STRIDE keys from the last of them.
-        let below = directory.partition_point(|&k| k <= key);
-        if below == 0 {
-            return Ok(None);
-        }
-        let mut lo = (below - 1) * KEY_STRIDE;
-        let mut hi = (below * KEY_STRIDE).min(self.header.cells);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let at = self.layout.keys + mid * 8;
-            self.verify_block(at)?;
-            let k = u64_at(&self.bytes, at);
-            if k < key {
-                lo = mid + 1;
-            } else if k > key {
-                hi = mid;
-            } else {
-                let at = self.layout.key_cells + mid * 4;
-                self.verify_block(at)?;
-                let cell = u32_at(&self.bytes, at) as usize;
-                self.verify_cell(cell)?;
+        let mut s = table.slot(key);
+        loop {
+            let Some(cell) = table.slots[s].checked_sub(1) else {
+                return Ok(None);
+            };
+            let cell = cell as usize;
+            self.verify_cell(cell)?;
+            let o = self.layout.cells + cell * CELL_BYTES + CELL_KEY;
+            if u64_at(&self.bytes, o) == key {
                 return Ok(Some(cell));
             }
+            s = (s + 1) & table.mask();
         }
-        Ok(None)
+    }
+
+    /// Verifies every block of the key sections and hashes every key's
+    /// cell into a [`KeyTable`].
+    fn build_key_table(&self) -> Result<KeyTable, ApiError> {
+        let (keys, end) = (self.layout.keys, self.layout.keys_end);
+        for at in (keys..end).step_by(BLOCK) {
+            self.verify_block(at)?;
+        }
+        let n = self.header.cells;
+        let bits = (2 * n).next_power_of_two().trailing_zeros().max(4);
+        let mut table = KeyTable {
+            slots: vec![0; 1 << bits],
+            shift: 64 - bits,
+        };
+        for at in 0..n {
+            let mut s = table.slot(u64_at(&self.bytes, keys + at * 8));
+            while table.slots[s] != 0 {
+                s = (s + 1) & table.mask();
+            }
+            // The header bounds cells below u32::MAX; a cell out of range
+            // is refused by `verify_cell` when a lookup reaches it.
+            let cell = u32_at(&self.bytes, self.layout.key_cells + at * 4);
+            table.slots[s] = cell.saturating_add(1);
+        }
+        Ok(table)
     }
 
     /// The stored form of cell `i` (a cell that a find returned, or

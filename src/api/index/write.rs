@@ -3,8 +3,8 @@
 use rayon::prelude::*;
 
 use super::{
-    CELL_BYTES, CELL_CRC, Header, Layout, MAGIC, MAX_BUDGETS, PREAMBLE, SourceFile, VALUES,
-    VERSION, cell_crc,
+    CELL_BYTES, CELL_CRC, CELL_KEY, Header, Layout, MAGIC, MAX_BUDGETS, PREAMBLE, SourceFile,
+    VALUES, VERSION, cell_crc,
 };
 use crate::api::ApiError;
 use crate::cell::generate::{LabeledGraph, MAX_VERTICES, canonical_key};
@@ -133,6 +133,8 @@ impl Writer {
         for (k, &(key, cell)) in keyed.iter().enumerate() {
             out[layout.keys + k * 8..][..8].copy_from_slice(&key.to_le_bytes());
             out[layout.key_cells + k * 4..][..4].copy_from_slice(&cell.to_le_bytes());
+            let o = layout.cells + cell as usize * CELL_BYTES + CELL_KEY;
+            out[o..o + 8].copy_from_slice(&key.to_le_bytes());
         }
         for k in 0..cells.len() {
             let cell = order.map_or(k as u32, |o| o[k]);
