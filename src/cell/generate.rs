@@ -419,7 +419,23 @@ fn cached_perm_pairs(n: usize) -> &'static [PermPair] {
                         for (v, &p) in perm.iter().enumerate() {
                             inv[p as usize] = v as u8;
                         }
-                        PermPair { perm, inv }
+                        // Relabeled row = lo[low nibble] | hi[high nibble].
+                        let relabel = |nibble: usize, shift: usize| {
+                            let mut bits = 0u8;
+                            for t in 0..4 {
+                                let v = t + shift;
+                                if nibble >> t & 1 != 0 && v < MAX_VERTICES {
+                                    bits |= 1 << perm[v];
+                                }
+                            }
+                            bits
+                        };
+                        PermPair {
+                            perm,
+                            inv,
+                            lo: std::array::from_fn(|x| relabel(x, 0)),
+                            hi: std::array::from_fn(|x| relabel(x, 4)),
+                        }
                     })
                     .collect();
                 if n >= 3 {
@@ -436,6 +452,11 @@ fn cached_perm_pairs(n: usize) -> &'static [PermPair] {
 struct PermPair {
     perm: [u8; MAX_VERTICES],
     inv: [u8; MAX_VERTICES],
+    /// A row's relabeled bits by nibble: `lo[r & 15] | hi[r >> 4]` has bit
+    /// `perm[j]` for each bit `j < MAX_VERTICES` of `r` (bit 7, which no
+    /// vertex has, is dropped).
+    lo: [u8; 16],
+    hi: [u8; 16],
 }
 
 /// Canonical key of one labeled graph, equal to the key the enumeration
@@ -490,16 +511,12 @@ pub fn canonical_key(g: &LabeledGraph) -> u64 {
         .chunks(group.max(1))
         .enumerate()
         .filter(|&(k, _)| tops & (1 << (k + 1)) != 0);
-    for PermPair { perm, inv } in candidates.flat_map(|(_, c)| c) {
+    for PermPair { perm, inv, lo, hi } in candidates.flat_map(|(_, c)| c) {
         let mut rows = [0u8; MAX_VERTICES];
         let mut order = std::cmp::Ordering::Equal;
         for pos in (0..n).rev() {
-            let mut r = g.rows[inv[pos] as usize];
-            let mut bits = 0u8;
-            while r != 0 {
-                bits |= 1 << perm[r.trailing_zeros() as usize];
-                r &= r - 1;
-            }
+            let r = g.rows[inv[pos] as usize];
+            let bits = lo[usize::from(r & 15)] | hi[usize::from(r >> 4)];
             if order.is_eq() {
                 order = bits.cmp(&best[pos]);
                 if order.is_gt() {
@@ -806,6 +823,23 @@ mod tests {
             }
         }
         assert!(pruned_some > 5_000, "{pruned_some}");
+    }
+
+    /// The nibble tables relabel every row as the permutation says: bit
+    /// `perm[j]` for each bit `j` of the row.
+    #[test]
+    fn perm_pair_tables_relabel_every_row() {
+        for n in 0..=MAX_VERTICES {
+            for p in cached_perm_pairs(n) {
+                for r in 0u8..1 << MAX_VERTICES {
+                    let want = (0..MAX_VERTICES)
+                        .filter(|&j| r >> j & 1 != 0)
+                        .fold(0u8, |b, j| b | 1 << p.perm[j]);
+                    let got = p.lo[usize::from(r & 15)] | p.hi[usize::from(r >> 4)];
+                    assert_eq!(got, want, "n {n}, perm {:?}, row {r:#b}", p.perm);
+                }
+            }
+        }
     }
 
     /// `canonical_key` of each labeled graph equals the key the enumeration
