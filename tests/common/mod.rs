@@ -27,22 +27,19 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Builds the loadable extension (`extension/`, in `<target>/extension`)
-/// and packages it with `bin package-extension` into `dir`.
+/// Builds the loadable extension (`extension/`, in the dev profile of the
+/// target directory the tests run from, so that it reuses the dependencies
+/// they compiled) and packages it with `bin package-extension` into `dir`.
 pub fn build_extension(dir: &Path, bin: &Path) -> PathBuf {
-    let target = bin
-        .parent()
-        .and_then(Path::parent)
-        .map(|t| t.join("extension"))
-        .unwrap();
+    let target = bin.parent().and_then(Path::parent).unwrap();
     run(Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .args(["build", "--quiet", "--manifest-path"])
         .arg(Path::new(ROOT).join("extension/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target));
+        .env("CARGO_TARGET_DIR", target));
     let ext = dir.join("nasbench.duckdb_extension");
     run(Command::new(bin)
         .arg("package-extension")
-        .arg(target.join("release/libnasbench.so"))
+        .arg(target.join("debug/libnasbench.so"))
         .arg("-o")
         .arg(&ext));
     ext
