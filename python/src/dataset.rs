@@ -32,8 +32,23 @@ pub struct Dataset {
     /// output, input, then the canonical ops), made once for
     /// `module_operations`.
     op_names: Vec<Py<PyString>>,
+    /// `query`'s answer keys in the original's order, each set to None:
+    /// every answer is a copy (one allocation at its final size, where
+    /// seven insertions into a new dict grow it once on the way).
+    answer: Py<PyDict>,
     path: PathBuf,
 }
+
+/// The keys of `query`'s answer, in the original's order.
+const ANSWER_KEYS: [&str; 7] = [
+    "module_adjacency",
+    "module_operations",
+    "trainable_parameters",
+    "training_time",
+    "train_accuracy",
+    "validation_accuracy",
+    "test_accuracy",
+];
 
 fn value(v: Option<f64>) -> f64 {
     // The original reads proto2 defaults where a value is absent.
@@ -60,8 +75,14 @@ impl Dataset {
     }
 
     fn fixed_dict<'py>(&mut self, py: Python<'py>, cell: usize) -> PyResult<Bound<'py, PyDict>> {
-        let fixed = self.ix.fixed(cell);
         let d = PyDict::new(py);
+        self.fill_fixed(py, &d, cell)?;
+        Ok(d)
+    }
+
+    /// Sets the fixed statistics' three entries of `d` for `cell`.
+    fn fill_fixed(&self, py: Python<'_>, d: &Bound<'_, PyDict>, cell: usize) -> PyResult<()> {
+        let fixed = self.ix.fixed(cell);
         let g = &fixed.graph;
         d.set_item(intern!(py, "module_adjacency"), self.adjacency(py, g))?;
         let names = g.labels[..usize::from(g.n).min(MAX_VERTICES)]
@@ -72,7 +93,7 @@ impl Dataset {
             intern!(py, "trainable_parameters"),
             fixed.trainable_parameters.unwrap_or(0),
         )?;
-        Ok(d)
+        Ok(())
     }
 
     /// The Python string of the op with hash label `label` (`?` for a
@@ -90,11 +111,21 @@ impl Dataset {
     /// The cell of a spec object (ours or any with the original's
     /// attributes), after the original's domain checks.
     fn cell_of(&self, spec: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.cell_of_prefetching(spec, None)
+    }
+
+    /// [`Dataset::cell_of`], asking for the cell's runs at budget index
+    /// `budget` as soon as the lookup knows the cell.
+    fn cell_of_prefetching(
+        &self,
+        spec: &Bound<'_, PyAny>,
+        budget: Option<usize>,
+    ) -> PyResult<usize> {
         let ours = spec.cast::<PySpec>().ok();
         if let Some(ours) = &ours {
             let me = ours.borrow();
             if let Some(c) = &me.compact {
-                return self.lookup_compact(c);
+                return self.lookup_compact(c, budget);
             }
             if let Some(s) = &me.spec {
                 return self.lookup(s);
@@ -115,7 +146,7 @@ impl Dataset {
     /// [`Dataset::lookup`] of a compact spec: the checks and the key
     /// lookup on the inline graph; the spec's hash only when the key is
     /// not found (for the KeyError) or keys are not unique.
-    fn lookup_compact(&self, c: &Compact) -> PyResult<usize> {
+    fn lookup_compact(&self, c: &Compact, budget: Option<usize>) -> PyResult<usize> {
         let Some(pruned) = &c.pruned else {
             return Err(OutOfDomainError::new_err(
                 OutOfDomain::Disconnected.to_string(),
@@ -125,7 +156,10 @@ impl Dataset {
             .check(&self.domain)
             .map_err(|e| OutOfDomainError::new_err(e.to_string()))?;
         if self.ix.keys_unique()
-            && let Some(cell) = self.ix.find_key(canonical_key(pruned)).map_err(py_err)?
+            && let Some(cell) = self
+                .ix
+                .find_key_prefetching(canonical_key(pruned), budget)
+                .map_err(py_err)?
         {
             return Ok(cell);
         }
@@ -214,13 +248,17 @@ impl Dataset {
         valid_epochs: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyDict>, f64)> {
         check_epochs(epochs, valid_epochs)?;
-        let cell = self.cell_of(spec)?;
-        let e = Self::epochs_of(epochs)?;
+        // The budget is known first, but its errors come after the spec's.
+        let e = Self::epochs_of(epochs);
+        let hint = e.as_ref().ok().and_then(|&e| self.ix.budget_index(e));
+        let cell = self.cell_of_prefetching(spec, hint)?;
+        let e = e?;
         if let Some(b) = self.ix.budget_index(e) {
             self.ix.prefetch_runs(cell, b);
         }
         let p = self.sample(py, cell, e, stop_halfway)?;
-        let d = self.fixed_dict(py, cell)?;
+        let d = self.answer.bind(py).copy()?;
+        self.fill_fixed(py, &d, cell)?;
         d.set_item(intern!(py, "training_time"), value(p.training_time))?;
         d.set_item(intern!(py, "train_accuracy"), value(p.train_accuracy))?;
         d.set_item(
@@ -326,7 +364,12 @@ impl Dataset {
             })
             .map_err(py_err)?;
         let random = py.import("random")?;
+        let answer = PyDict::new(py);
+        for k in ANSWER_KEYS {
+            answer.set_item(PyString::intern(py, k), py.None())?;
+        }
         Ok(Dataset {
+            answer: answer.unbind(),
             ix,
             domain: Domain::default(),
             randbits: direct_draw(&random).unwrap_or(None),

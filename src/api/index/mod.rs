@@ -736,6 +736,18 @@ impl Index {
     /// verified (all of them, once per open, as the first lookup builds
     /// the key table), and so is every cell compared.
     pub fn find_key(&self, key: u64) -> Result<Option<usize>, ApiError> {
+        self.find_key_prefetching(key, None)
+    }
+
+    /// [`Index::find_key`], which also asks for the runs at budget index
+    /// `budget` of the first cell it compares (see
+    /// [`Index::prefetch_runs`]): for a query, their loads then overlap
+    /// the load of the cell itself.
+    pub fn find_key_prefetching(
+        &self,
+        key: u64,
+        budget: Option<usize>,
+    ) -> Result<Option<usize>, ApiError> {
         let table = match self.key_table.get() {
             Some(t) => t,
             None => {
@@ -745,6 +757,9 @@ impl Index {
             }
         };
         let mut s = table.slot(key);
+        if let (Some(b), Some(cell)) = (budget, table.slots[s].checked_sub(1)) {
+            self.prefetch_runs(cell as usize, b);
+        }
         loop {
             let Some(cell) = table.slots[s].checked_sub(1) else {
                 return Ok(None);
