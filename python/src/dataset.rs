@@ -253,7 +253,9 @@ impl Dataset {
         let hint = e.as_ref().ok().and_then(|&e| self.ix.budget_index(e));
         let cell = self.cell_of_prefetching(spec, hint)?;
         let e = e?;
-        if let Some(b) = self.ix.budget_index(e) {
+        // Again for the cell found: the key table's first slot may have
+        // named another one, and a spec looked up by hash passes no table.
+        if let Some(b) = hint {
             self.ix.prefetch_runs(cell, b);
         }
         let p = self.sample(py, cell, e, stop_halfway)?;
