@@ -269,10 +269,53 @@ fn mutated_cifar_files_load_or_fail_naming_the_file() {
     assert_eq!(from_py.unwrap().train.labels, want.train.labels);
 }
 
+/// What one SQL call gave: its answer as text, or its error message.
+fn sql_outcome(r: duckdb::Result<Option<String>>, sql: &str) -> Result<Option<String>, String> {
+    r.map_err(|e| {
+        let e = e.to_string();
+        assert!(!e.contains("panicked"), "{sql}: {e}");
+        assert!(e.contains("argument") || e.contains("Error"), "{sql}: {e}");
+        e
+    })
+}
+
 #[test]
 fn random_sql_function_arguments_answer_or_fail_as_sql_errors() {
     const CASES: usize = 400;
+    // Every case calls each function through a prepared statement, its
+    // arguments bound as parameters: DuckDB, built at -O0 for the tests,
+    // takes milliseconds to parse a statement, so each is parsed once.
+    // Every LITERAL_EVERY-th case also spells its arguments out as SQL
+    // literals, the path of constant folding, and must answer exactly as
+    // the parameters did.
+    const LITERAL_EVERY: usize = 8;
+    const FUNCTIONS: [&str; 5] = [
+        "nasbench_hash",
+        "prune",
+        "nasbench_is_valid",
+        "nasbench_check",
+        "nasbench_params",
+    ];
+    // The argument forms: nested matrix and op list, bit text and op text,
+    // the two mixed, and a NULL matrix. The parameters are VARCHAR, the
+    // type of the bound values (another type would make DuckDB bind and
+    // plan again at every call), cast to the argument's type inside.
+    const FORMS: [(&str, &str); 5] = [
+        ("$1::VARCHAR::BIGINT[][]", "$2::VARCHAR::VARCHAR[]"),
+        ("$1::VARCHAR", "$2::VARCHAR"),
+        ("$1::VARCHAR::BIGINT[][]", "$2::VARCHAR"),
+        ("$1::VARCHAR", "$2::VARCHAR::VARCHAR[]"),
+        ("NULL", "$1::VARCHAR::VARCHAR[]"),
+    ];
     let c = nasbench::db::open(std::path::Path::new(":memory:")).unwrap();
+    let mut prepared = Vec::new();
+    for f in FUNCTIONS {
+        for (a, b) in FORMS {
+            let sql = format!("SELECT ({f}({a}, {b}))::VARCHAR");
+            let stmt = c.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            prepared.push((sql, stmt));
+        }
+    }
     let mut rng = SplitMix64::new(5);
     let words = [
         "input",
@@ -283,8 +326,8 @@ fn random_sql_function_arguments_answer_or_fail_as_sql_errors() {
         "zz",
         "",
     ];
-    let mut calls = 0usize;
-    for _ in 0..CASES {
+    let (mut calls, mut literal_calls) = (0usize, 0usize);
+    for case in 0..CASES {
         let n = rng.below(9) as usize;
         let rows: Vec<String> = (0..n)
             .map(|_| {
@@ -299,11 +342,7 @@ fn random_sql_function_arguments_answer_or_fail_as_sql_errors() {
                 format!("[{}]", vals.join(","))
             })
             .collect();
-        let m = if n == 0 {
-            "[]::BIGINT[][]".to_string()
-        } else {
-            format!("[{}]", rows.join(","))
-        };
+        let m = format!("[{}]", rows.join(","));
         let k = if rng.below(4) == 0 {
             rng.below(9) as usize
         } else {
@@ -312,35 +351,62 @@ fn random_sql_function_arguments_answer_or_fail_as_sql_errors() {
         let names: Vec<String> = (0..k)
             .map(|_| format!("'{}'", words[rng.below(words.len() as u64) as usize]))
             .collect();
-        let o = format!("[{}]::VARCHAR[]", names.join(","));
-        let bits: String = (0..rng.below(60))
+        let o = format!("[{}]", names.join(","));
+        let t: String = (0..rng.below(60))
             .map(|_| ['0', '1', ' ', ','][rng.below(4) as usize])
             .collect();
-        let t = format!("'{bits}'");
-        let ot = format!("'{}'", names.join(",").replace('\'', ""));
-        for f in [
-            "nasbench_hash",
-            "prune",
-            "nasbench_is_valid",
-            "nasbench_check",
-            "nasbench_params",
-        ] {
-            for (a, b) in [
-                (&m, &o),
-                (&t, &ot),
-                (&m, &ot),
-                (&t, &o),
-                (&"NULL".to_string(), &o),
-            ] {
-                let sql = format!("SELECT ({f}({a}, {b}))::VARCHAR");
-                calls += 1;
-                if let Err(e) = c.query_row(&sql, [], |r| r.get::<_, Option<String>>(0)) {
-                    let e = e.to_string();
-                    assert!(!e.contains("panicked"), "{sql}: {e}");
-                    assert!(e.contains("argument") || e.contains("Error"), "{sql}: {e}");
-                }
+        let ot = names.join(",").replace('\'', "");
+        // The values of $1 and $2 in each form, and the same as literals.
+        let values = [(&m, &o), (&t, &ot), (&m, &ot), (&t, &o), (&m, &o)];
+        let m_lit = if n == 0 {
+            "[]::BIGINT[][]".to_string()
+        } else {
+            m.clone()
+        };
+        let (t_lit, ot_lit) = (format!("'{t}'"), format!("'{ot}'"));
+        let o_lit = format!("{o}::VARCHAR[]");
+        let null = "NULL".to_string();
+        let literals = [
+            (&m_lit, &o_lit),
+            (&t_lit, &ot_lit),
+            (&m_lit, &ot_lit),
+            (&t_lit, &o_lit),
+            (&null, &o_lit),
+        ];
+        for (i, (sql, stmt)) in prepared.iter_mut().enumerate() {
+            let form = i % FORMS.len();
+            let (a, b) = values[form];
+            let got = if FORMS[form].0 == "NULL" {
+                sql_outcome(
+                    stmt.query_row(duckdb::params![b], |r| r.get::<_, Option<String>>(0)),
+                    &format!("{sql} with $1 = {b:?}"),
+                )
+            } else {
+                sql_outcome(
+                    stmt.query_row(duckdb::params![a, b], |r| r.get::<_, Option<String>>(0)),
+                    &format!("{sql} with $1 = {a:?}, $2 = {b:?}"),
+                )
+            };
+            calls += 1;
+            if case % LITERAL_EVERY == 0 {
+                let (a, b) = literals[form];
+                let f = FUNCTIONS[i / FORMS.len()];
+                let lit = format!("SELECT ({f}({a}, {b}))::VARCHAR");
+                let want = sql_outcome(
+                    c.query_row(&lit, [], |r| r.get::<_, Option<String>>(0)),
+                    &lit,
+                );
+                literal_calls += 1;
+                assert_eq!(
+                    got.as_ref().ok(),
+                    want.as_ref().ok(),
+                    "{sql} with $1 = {a}, $2 = {b} answers as {lit}"
+                );
             }
         }
     }
-    say(&format!("SQL function fuzz: {CASES} cases, {calls} calls"));
+    say(&format!(
+        "SQL function fuzz: {CASES} cases, {calls} calls with parameters, \
+         {literal_calls} of them also with literals"
+    ));
 }

@@ -45,27 +45,33 @@ fn op_names(labels: &[i64]) -> String {
 #[test]
 fn hash_parity_with_the_reference_sample_in_every_form() {
     let c = conn();
+    // The rows go in through the appender as text and are cast to lists in
+    // SQL: one INSERT of 2,000 nested-list literals takes DuckDB's parser
+    // (built at -O0 for the tests) most of this test's time.
     c.execute_batch(
-        "CREATE TABLE ref (hash VARCHAR, bits VARCHAR, labels VARCHAR, matrix INTEGER[][], ops VARCHAR[])",
+        "CREATE TABLE ref_text (hash VARCHAR, bits VARCHAR, labels VARCHAR, matrix VARCHAR, ops VARCHAR)",
     )
     .unwrap();
     let rows = common::sample_rows();
-    let values: Vec<String> = rows
-        .iter()
-        .map(|r| {
+    {
+        let mut app = c.appender("ref_text").unwrap();
+        for r in &rows {
             let labels: Vec<String> = r.labels.iter().map(|l| l.to_string()).collect();
-            format!(
-                "('{}', '{}', '{}', {}, {})",
+            app.append_row(duckdb::params![
                 r.hash,
                 r.bits,
                 labels.join(","),
                 nested(&r.bits, r.vertices),
                 op_names(&r.labels)
-            )
-        })
-        .collect();
-    c.execute_batch(&format!("INSERT INTO ref VALUES {}", values.join(",")))
-        .unwrap();
+            ])
+            .unwrap();
+        }
+    }
+    c.execute_batch(
+        "CREATE TABLE ref AS SELECT hash, bits, labels, matrix::INTEGER[][] AS matrix, \
+         ops::VARCHAR[] AS ops FROM ref_text",
+    )
+    .unwrap();
     assert_eq!(one::<i64>(&c, "SELECT count(*) FROM ref"), 2000);
     for (form, call) in [
         ("INTEGER[][], VARCHAR[]", "nasbench_hash(matrix, ops)"),
@@ -230,29 +236,50 @@ fn nulls_give_null_and_bad_arguments_are_named_errors() {
     assert!(e.contains("argument matrix, row 2"), "{e}");
 }
 
+thread_local! {
+    /// One connection for all of the random cases (their statements stay
+    /// prepared in its cache; opening a database per case costs more than
+    /// the case).
+    static RANDOM_CASES: Connection = {
+        let c = conn();
+        c.set_prepared_statement_cache_capacity(32);
+        c
+    };
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Random matrices (any size, any integers) and op lists: every call
-    /// returns a value or an SQL error; nothing crashes the process.
+    /// returns a value or an SQL error; nothing crashes the process. The
+    /// arguments are bound as VARCHAR parameters and cast in the statement,
+    /// which DuckDB then parses once (tests/fuzz.rs also spells them out as
+    /// literals).
     #[test]
     fn random_arguments_never_crash(
         rows in proptest::collection::vec(proptest::collection::vec(-2i64..3, 0..9), 0..9),
         ops in proptest::collection::vec("[a-z0-9x-]{0,16}", 0..9),
         text in "[01 ,\\[\\]a-z-]{0,80}",
     ) {
-        let c = conn();
         let m = format!("[{}]", rows.iter().map(|r| format!("[{}]", r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","))).collect::<Vec<_>>().join(","));
-        let m = if rows.iter().all(|r| r.is_empty()) { format!("{m}::BIGINT[][]") } else { m };
-        let o = format!("[{}]::VARCHAR[]", ops.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(","));
-        let t = format!("'{}'", text.replace('\'', "''"));
+        let o = format!("[{}]", ops.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(","));
+        let (matrix, op_list, bits) = ("$1::VARCHAR::BIGINT[][]", "$2::VARCHAR::VARCHAR[]", "$1::VARCHAR");
         for f in ["nasbench_hash", "prune", "nasbench_is_valid", "nasbench_check", "nasbench_params"] {
-            for (a, b) in [(&m, &o), (&t, &t), (&m, &t), (&t, &o)] {
+            for (a, b, va, vb) in [
+                (matrix, op_list, &m, &o),
+                (bits, "$2::VARCHAR", &text, &text),
+                (matrix, "$2::VARCHAR", &m, &text),
+                (bits, op_list, &text, &o),
+            ] {
                 let sql = format!("SELECT ({f}({a}, {b}))::VARCHAR");
-                let r = c.query_row(&sql, [], |r| r.get::<_, Option<String>>(0));
+                let r = RANDOM_CASES.with(|c| {
+                    c.prepare_cached(&sql)
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                        .query_row(duckdb::params![va, vb], |r| r.get::<_, Option<String>>(0))
+                });
                 if let Err(e) = r {
                     let e = e.to_string();
-                    prop_assert!(!e.contains("panicked"), "{sql}: {e}");
+                    prop_assert!(!e.contains("panicked"), "{sql} with $1 = {va:?}, $2 = {vb:?}: {e}");
                 }
             }
         }
