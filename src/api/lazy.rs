@@ -170,9 +170,13 @@ impl Lazy {
     pub fn cell(&mut self, hash: &ModelHash) -> Result<Option<CellMetrics>, ApiError> {
         let hex = hash.to_hex();
         let what = || format!("looking up {hex}");
+        // Both statements are parsed and planned once per store (the
+        // connection's statement cache): a lookup only binds the hash.
         let mut stmt = self
             .conn
-            .prepare("SELECT adjacency, ops, trainable_parameters FROM models WHERE hash = ?")
+            .prepare_cached(
+                "SELECT adjacency, ops, trainable_parameters FROM models WHERE hash = ?",
+            )
             .during(what())?;
         let mut rows = stmt.query(params![hex]).during(what())?;
         let Some(row) = rows.next().during(what())? else {
@@ -195,7 +199,7 @@ impl Lazy {
 
         let mut stmt = self
             .conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT epochs, repeat, \
                  max(training_time) FILTER (point = 1), max(train_accuracy) FILTER (point = 1), \
                  max(validation_accuracy) FILTER (point = 1), max(test_accuracy) FILTER (point = 1), \
