@@ -19,7 +19,7 @@ use serde_json::json;
 pub enum Device {
     /// The CPU reference backend (all cores).
     Cpu,
-    /// The CUDA backend (build with `--features cuda`).
+    /// The CUDA backend (the `cuda` feature, on by default).
     Cuda,
 }
 
@@ -409,7 +409,7 @@ fn train_on(device: Device, job: Job<'_>) -> anyhow::Result<Trained> {
         Device::Cuda => train_with(&mut nasbench::train::cuda::Cuda::new(0)?, job),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda => bail!(
-            "this nasbench was built without CUDA; rebuild with `cargo build --release --features cuda`"
+            "this nasbench was built without the cuda feature; rebuild with `cargo build --release` (the default features include it)"
         ),
     }
 }
