@@ -1,6 +1,6 @@
 //! The query API against an independent oracle (a Python port of the original api.py) on the real sample, in every store.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `nasbench query` end to end on the ingested real sample: one-shot, all repeats, batches, errors, Parquet.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

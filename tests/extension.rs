@@ -3,7 +3,7 @@
 //! Needs the project virtualenv `.venv` with `duckdb-cli` and `duckdb` from
 //! PyPI (`.ci/run` creates it); without it the test says SKIPPED and passes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

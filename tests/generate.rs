@@ -1,7 +1,7 @@
 //! `generate`: the whole space's totals (SPEC.md), the reference sample's
 //! canonical forms, and agreement with the original algorithm.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! The CUDA backend against the CPU reference: every op on random shapes and a tiny training run's losses. Skips, saying so, when no CUDA driver is found.
 #![cfg(feature = "cuda")]
 
-mod common;
+use crate::common;
 
 use nasbench::train::cuda::{Cuda, driver_present};
 use nasbench::train::parity::{check_ops, check_training};

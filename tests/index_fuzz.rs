@@ -1,6 +1,6 @@
 //! The query index under corruption: 10,000 files with flipped, overwritten, truncated or appended bytes are refused, or answer every call with the intact file's values, or fail with an error naming the file; never a wrong answer, never a panic.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Command;

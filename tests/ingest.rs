@@ -1,6 +1,6 @@
 //! Ingest of the real sample and of hand-made files into DuckDB: values, the original API's view, errors, atomicity, windows, Parquet.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Every CUDA kernel compiles with NVRTC for sm_80 and sm_90, and ptxas reports no register spills (no GPU needed).
 #![cfg(feature = "cuda")]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! Needs the `.venv` that `.ci/run` creates (nbclient, nbconvert, ipykernel,
 //! pandas, polars, matplotlib, pyarrow, duckdb); without it: SKIPPED.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

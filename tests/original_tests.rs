@@ -1,7 +1,7 @@
 //! The original release's unit tests (graph_util_test, model_spec_test,
 //! model_builder_test), ported as behaviour.
 
-mod common;
+use crate::common;
 
 use common::spec;
 use nasbench::cell::graph::{Matrix, hash_module, is_isomorphic, permute_labels};

@@ -1,7 +1,7 @@
 //! Real NAS-Bench-101 values (SPEC.md, the reference enumeration sample, the
 //! real records) and the original's error messages.
 
-mod common;
+use crate::common;
 
 use common::{REAL_CELLS, sample_rows, spec};
 use nasbench::cell::graph::{Matrix, hash_module};

@@ -1,6 +1,6 @@
 //! Decoding the real sample records: framing, JSON, base64 and ModelMetrics.
 
-mod common;
+use crate::common;
 
 use common::REAL_CELLS;
 use nasbench::dataset::record::{

@@ -1,6 +1,6 @@
 //! Nothing a user made is lost: re-ingest keeps trained runs, a replace killed at each of its steps leaves the old database or the new one whole, trainers write in short transactions beside readers, and bad training options are refused with the key, value and range.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! A real single-node Slurm cluster (Debian's slurm-wlm and munge, started by `scripts/slurm/local-cluster.sh`): the job array of `scripts/slurm/train-array.sbatch` trains tiny cells on synthetic data, one task is cancelled mid-run, the resubmitted array finishes, and the merge holds every (cell, repeat) exactly once.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The nasbench scalar functions inside DuckDB: hash parity with the reference sample in every argument form, the original's pruning cases, validity, parameters, NULLs, errors, and random input.
 
-mod common;
+use crate::common;
 
 use duckdb::Connection;
 use nasbench::db::open;

@@ -1,6 +1,6 @@
 //! Runs the sqllogictest-style files under `tests/sql/` against the embedded DuckDB and, through the loadable extension, against the stock DuckDB CLI (when `.venv` has it).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

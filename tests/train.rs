@@ -1,6 +1,6 @@
 //! Training end to end on the synthetic dataset: accuracy, rows in the database, determinism, checkpoints, schedules, data formats, parameter counts, and the kill-and-resume of `worker`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
