@@ -1,6 +1,6 @@
 //! `NewDb::insert_arrow`: DuckDB's Arrow scan as the bulk-load path of
-//! `nasbench ingest`. (Its own test binary: the library's unit tests
-//! include one that removes every tracked temporary.)
+//! `nasbench ingest`. (In the integration binary, not among the library's
+//! unit tests: those include one that removes every tracked temporary.)
 
 use std::sync::Arc;
 
